@@ -1,0 +1,1 @@
+"""Shared settings and models that every layer imports (dependency arrows point here)."""

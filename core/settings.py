@@ -1,0 +1,54 @@
+"""One place for configuration: every process reads the same env vars, so a value never differs
+between the API, the worker and the watcher."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".run/stack.env", extra="ignore")
+
+    # Redis: the reservation ledger, audit streams, watcher cursor.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ledger_prefix: str = "liq"
+
+    # Temporal.
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "loans"
+
+    # Chain (Soroban RPC; the local devnet by default).
+    rpc_url: str = "http://127.0.0.1:8000/rpc"
+    network_passphrase: str = "Local Devnet ; liquidity-saga"
+    # Pool contract id -> creditline contract id. The pool contract id is the API's pool_id.
+    pools: dict[str, str] = Field(default_factory=dict)
+    base_fee: int = 100
+
+    # Reservation policy.
+    reservation_ttl_seconds: int = 900
+    settlement_grace_seconds: int = 30
+    safety_buffer_stroops: int = 0
+
+    # Credit policy (assess step).
+    min_loan_stroops: int = 10_000_000  # 1 unit
+    max_loan_stroops: int = 1_000_000_000_000_000  # 100M units
+    min_guarantee_ratio_bps: int = 1_000  # guarantee >= 10% of total
+    borrower_limit_stroops: int = 10_000_000_000_000  # 1M units of active reservations per pool
+
+    # Reconciler.
+    reconcile_interval_seconds: int = 60
+    drift_freeze_threshold_stroops: int = 0
+
+    # API.
+    admin_token: str = "change-me"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
