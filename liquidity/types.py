@@ -13,7 +13,9 @@ class Reserved(BaseModel):
     kind: Literal["reserved"] = "reserved"
     loan_id: str
     amount: int
-    expires_at_ms: int
+    expires_at_ms: int  # the funding transaction's max_time (ms): it cannot land after this
+    hold_until_ms: int  # expires_at_ms + grace: counted until then, so a transaction that landed
+    # in the last ledger before expiry is committed before its funds can be granted again
     fence: int  # monotonically increasing per pool; a repeated reserve returns the original
     replayed: bool = False  # True when this loan id was already reserved (idempotent repeat)
 
@@ -89,6 +91,7 @@ class Reservation(BaseModel):
     borrower: str
     amount: int
     expires_at_ms: int
+    hold_until_ms: int
     fence: int
     created_at_ms: int
 
