@@ -57,6 +57,7 @@ class LoanInput(BaseModel):
 
     loan_id: str
     pool_id: str  # pool contract id
+    creditline_id: str  # the pool's CreditLine contract (resolved by the API from settings.pools)
     terms: LoanTerms
     fingerprint: str  # hash of the canonical request body: same key + other body is refused
     ttl_seconds: int | None = None  # None: settings.reservation_ttl_seconds
