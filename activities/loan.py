@@ -1,0 +1,157 @@
+"""Activities of the loan saga: thin adapters from Temporal to the ledger, the chain client and
+the transaction index. No decisions are made here beyond translating outcomes into typed results.
+
+Business refusals (insufficient liquidity, frozen pool, a transaction the chain refuses to
+simulate) come back as plain results, so Temporal never retries them; only transport failures
+raise and are retried under the workflow's retry policy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from chain.client import ChainClient
+from liquidity.ledger import Ledger
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from chain.errors import ChainRefusal
+from chain.types import FundingTx, TxStatus
+from core.models import LoanTerms
+from core.settings import Settings
+from liquidity.tx_index import TxIndex, TxRef
+from liquidity.types import CommitResult, ReleaseResult, ReserveResult
+
+from .credit_policy import decline_reasons
+
+
+class AssessRequest(BaseModel):
+    terms: LoanTerms
+
+
+class Assessment(BaseModel):
+    reasons: list[str]
+
+
+class ReserveRequest(BaseModel):
+    pool_id: str
+    loan_id: str
+    borrower: str
+    amount: int
+    ttl_seconds: int | None = None
+
+
+class ReserveOutcome(BaseModel):
+    result: Annotated[ReserveResult, Field(discriminator="kind")]
+
+
+class BuildRequest(BaseModel):
+    loan_id: str
+    pool_id: str
+    creditline_id: str
+    terms: LoanTerms
+    max_time: int
+
+
+class BuildOutcome(BaseModel):
+    """Either the prepared transaction or the chain's reason for refusing to simulate it."""
+
+    funding: FundingTx | None = None
+    refusal_reason: str | None = None
+    refusal_detail: str = ""
+
+
+class CommitRequest(BaseModel):
+    pool_id: str
+    loan_id: str
+    ledger: int
+
+
+class ReleaseRequest(BaseModel):
+    pool_id: str
+    loan_id: str
+    reason: str
+
+
+class WatchRequest(BaseModel):
+    tx_hash: str
+    until: int
+
+
+class LoanActivities:
+    """Holds the process-wide clients; one instance is registered with the worker."""
+
+    def __init__(
+        self, *, settings: Settings, ledger: Ledger, chain: ChainClient, tx_index: TxIndex
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._chain = chain
+        self._tx_index = tx_index
+
+    @activity.defn(name="loan.assess")
+    async def assess(self, request: AssessRequest) -> Assessment:
+        reasons = decline_reasons(request.terms, settings=self._settings, now=int(time.time()))
+        return Assessment(reasons=reasons)
+
+    @activity.defn(name="loan.reserve")
+    async def reserve(self, request: ReserveRequest) -> ReserveOutcome:
+        ttl = request.ttl_seconds or self._settings.reservation_ttl_seconds
+        result = await self._ledger.reserve(
+            request.pool_id,
+            request.loan_id,
+            request.borrower,
+            request.amount,
+            ttl_ms=ttl * 1000,
+            grace_ms=self._settings.settlement_grace_seconds * 1000,
+            borrower_limit=self._settings.borrower_limit_stroops,
+        )
+        return ReserveOutcome(result=result)
+
+    @activity.defn(name="loan.build_funding")
+    async def build_funding(self, request: BuildRequest) -> BuildOutcome:
+        """Builds the XDR and maps its hash to the loan *before* the XDR can reach a borrower."""
+        try:
+            funding = await self._chain.build_funding_tx(
+                request.creditline_id, request.terms, max_time=request.max_time
+            )
+        except ChainRefusal as refusal:
+            return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+        await self._tx_index.register(
+            TxRef(
+                tx_hash=funding.tx_hash,
+                loan_id=request.loan_id,
+                pool_id=request.pool_id,
+                expires_at=funding.max_time,
+            )
+        )
+        return BuildOutcome(funding=funding)
+
+    @activity.defn(name="loan.watch_submission")
+    async def watch_submission(self, request: WatchRequest) -> None:
+        await self._tx_index.watch(request.tx_hash, until=request.until)
+
+    @activity.defn(name="loan.settlement_status")
+    async def settlement_status(self, tx_hash: str) -> TxStatus:
+        return await self._chain.transaction(tx_hash)
+
+    @activity.defn(name="loan.commit")
+    async def commit(self, request: CommitRequest) -> CommitResult:
+        return await self._ledger.commit(request.pool_id, request.loan_id, ledger=request.ledger)
+
+    @activity.defn(name="loan.release")
+    async def release(self, request: ReleaseRequest) -> ReleaseResult:
+        return await self._ledger.release(request.pool_id, request.loan_id, reason=request.reason)
+
+    def all(self) -> list[object]:
+        """The bound activity methods, for `Worker(activities=...)`."""
+        return [
+            self.assess,
+            self.reserve,
+            self.build_funding,
+            self.watch_submission,
+            self.settlement_status,
+            self.commit,
+            self.release,
+        ]

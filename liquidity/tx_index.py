@@ -1,0 +1,78 @@
+"""Funding transaction index on Redis: what the settlement watcher needs to turn chain facts into
+loan signals, and where it resumes after a restart.
+
+- `tx:<hash>` -> the loan a funding transaction belongs to (written before the XDR leaves the
+  saga, so any settlement the watcher can see is already mapped);
+- `txwatch` -> hashes relayed to the chain, polled with getTransaction because a *failed*
+  transaction emits no contract event (scored by the Unix second after which polling is moot);
+- `watcher:cursor` -> the getEvents paging cursor, advanced only after a page has been handled
+  (at-least-once: a crash replays the page, and every signal it sends is idempotent).
+
+Plain async Python over redis.asyncio: knows nothing of Temporal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+# Kept after the transaction's expiry so a watcher that was down for a while can still map it.
+_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+def _text(value: Any) -> str:
+    """Accept clients with or without decode_responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class TxRef(BaseModel):
+    tx_hash: str
+    loan_id: str
+    pool_id: str
+    expires_at: int  # Unix seconds: the transaction's max_time
+
+
+class TxIndex:
+    def __init__(self, redis: Any, *, prefix: str = "liq") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _tx_key(self, tx_hash: str) -> str:
+        return f"{self._prefix}:tx:{tx_hash}"
+
+    @property
+    def _watch_key(self) -> str:
+        return f"{self._prefix}:txwatch"
+
+    @property
+    def _cursor_key(self) -> str:
+        return f"{self._prefix}:watcher:cursor"
+
+    async def register(self, ref: TxRef) -> None:
+        """Map a funding hash to its loan (idempotent: same hash, same loan)."""
+        await self._redis.set(
+            self._tx_key(ref.tx_hash), ref.model_dump_json(), ex=_RETENTION_SECONDS
+        )
+
+    async def lookup(self, tx_hash: str) -> TxRef | None:
+        raw = await self._redis.get(self._tx_key(tx_hash))
+        return TxRef.model_validate_json(raw) if raw else None
+
+    async def watch(self, tx_hash: str, *, until: int) -> None:
+        """Ask the watcher to poll this hash's result until `until` (Unix seconds)."""
+        await self._redis.zadd(self._watch_key, {tx_hash: until})
+
+    async def watched(self, limit: int = 500) -> list[tuple[str, int]]:
+        rows = await self._redis.zrange(self._watch_key, 0, limit - 1, withscores=True)
+        return [(_text(member), int(score)) for member, score in rows]
+
+    async def unwatch(self, tx_hash: str) -> None:
+        await self._redis.zrem(self._watch_key, tx_hash)
+
+    async def cursor(self) -> str | None:
+        value = await self._redis.get(self._cursor_key)
+        return _text(value) if value else None
+
+    async def set_cursor(self, cursor: str) -> None:
+        await self._redis.set(self._cursor_key, cursor)

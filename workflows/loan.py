@@ -1,0 +1,419 @@
+"""LoanWorkflow: one loan's reservation saga (workflow id `loan-<loan_id>`).
+
+Open (assess -> reserve -> build) runs inside the update-with-start round trip, so the caller gets
+the XDR or a typed refusal in one call. The three open steps are *local* activities: each is one
+short, idempotent call (pure policy, one Redis script keyed by loan id, one RPC simulation), and
+as local activities they run in the same workflow task as the update instead of costing a
+server round trip each, which is what keeps time-to-XDR close to the engine's floor. Their
+at-least-once re-execution after a worker crash is harmless (reserve returns the original grant).
+
+After the offer the workflow waits for `settled` / `settlement_failed` / `cancel`, or for the
+reservation's hold (the transaction's max_time plus a grace) to pass, and then commits or releases.
+Commit and release are regular activities retried until they succeed: they are the saga's
+obligations and may outlast a Redis outage. The release also runs when the workflow is cancelled
+by a request (never on cache eviction, which is not a cancel of the loan).
+
+Everything here is deterministic: time from `workflow.now()`, all I/O in activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.loan import (
+        AssessRequest,
+        BuildRequest,
+        CommitRequest,
+        LoanActivities,
+        ReleaseRequest,
+        ReserveRequest,
+        WatchRequest,
+    )
+    from core.models import (
+        TERMINAL_STATES,
+        Cancel,
+        Funding,
+        HistoryEntry,
+        LoanInput,
+        LoanOffer,
+        LoanRefusal,
+        LoanState,
+        LoanView,
+        OpenLoan,
+        OpenResult,
+        RefusalCode,
+        Settled,
+        SettlementFailed,
+        Submitted,
+    )
+    from liquidity.types import Reserved
+
+    from .search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE, POOL_ID
+
+# Open steps: bounded, because a caller is waiting on the HTTP request.
+_OPEN_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=2)
+)
+_OPEN_START_TO_CLOSE = timedelta(seconds=10)
+_OPEN_SCHEDULE_TO_CLOSE = timedelta(seconds=30)
+# Obligations (commit / release): retried until they succeed.
+_OBLIGATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+_OBLIGATION_START_TO_CLOSE = timedelta(seconds=15)
+# The post-expiry chain check gives up after a while: by then the transaction cannot land any more.
+_CHECK_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+
+
+@workflow.defn
+class LoanWorkflow:
+    @workflow.init
+    def __init__(self, loan: LoanInput) -> None:
+        self._loan = loan
+        terms = loan.terms
+        self._view = LoanView(
+            loan_id=loan.loan_id,
+            pool_id=loan.pool_id,
+            state=LoanState.ASSESSING,
+            borrower=terms.borrower,
+            vendor=terms.vendor,
+            total_amount=terms.total_amount,
+            guarantee_amount=terms.guarantee_amount,
+            reserved_amount=0,
+            fingerprint=loan.fingerprint,
+        )
+        self._offer: LoanOffer | None = None
+        self._refusal: LoanRefusal | None = None
+        self._open_error: str | None = None
+        self._hold_until_ms = 0
+        self._reserve_attempted = False
+        self._submitted: str | None = None
+        self._settlement: Settled | SettlementFailed | None = None
+        self._cancel: Cancel | None = None
+
+    # ---- run ---------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, loan: LoanInput) -> LoanView:
+        self._set_state(LoanState.ASSESSING, "loan opened")
+        try:
+            if await self._open():
+                await self._settle()
+        except asyncio.CancelledError:
+            if workflow.cancellation_reason() is None:
+                raise  # cache eviction: not a decision about the loan
+            if self._open_error is None and self._offer is None and self._refusal is None:
+                self._open_error = "the loan was cancelled while opening"
+            if self._reserve_attempted and self._view.state not in TERMINAL_STATES:
+                await self._release("cancelled", LoanState.CANCELLED, "workflow cancelled")
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view
+
+    async def _open(self) -> bool:
+        """assess -> reserve -> build; True when an offer was made."""
+        loan, terms = self._loan, self._loan.terms
+        try:
+            assessment = await workflow.execute_local_activity_method(
+                LoanActivities.assess,
+                AssessRequest(terms=terms),
+                start_to_close_timeout=_OPEN_START_TO_CLOSE,
+                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                retry_policy=_OPEN_RETRY,
+            )
+            if assessment.reasons:
+                self._refuse("credit_declined", "credit declined", {"reasons": assessment.reasons})
+                return False
+
+            self._reserve_attempted = True
+            outcome = await workflow.execute_local_activity_method(
+                LoanActivities.reserve,
+                ReserveRequest(
+                    pool_id=loan.pool_id,
+                    loan_id=loan.loan_id,
+                    borrower=terms.borrower,
+                    amount=terms.funded_amount,
+                    ttl_seconds=loan.ttl_seconds,
+                ),
+                start_to_close_timeout=_OPEN_START_TO_CLOSE,
+                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                retry_policy=_OPEN_RETRY,
+            )
+            reserved = outcome.result
+            if not isinstance(reserved, Reserved):
+                self._refuse_reservation(reserved)
+                return False
+
+            self._hold_until_ms = reserved.hold_until_ms
+            built = await workflow.execute_local_activity_method(
+                LoanActivities.build_funding,
+                BuildRequest(
+                    loan_id=loan.loan_id,
+                    pool_id=loan.pool_id,
+                    creditline_id=loan.creditline_id,
+                    terms=terms,
+                    max_time=reserved.expires_at_ms // 1000,
+                ),
+                start_to_close_timeout=_OPEN_START_TO_CLOSE,
+                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                retry_policy=_OPEN_RETRY,
+            )
+            if built.funding is None:
+                await self._release("build_refused", None, "chain refused the transaction")
+                code: RefusalCode = (
+                    "insufficient_liquidity"
+                    if built.refusal_reason == "insufficient_liquidity"
+                    else "credit_declined"
+                )
+                reason = f"the chain refused the funding transaction: {built.refusal_reason}"
+                if built.refusal_detail:
+                    reason += f" ({built.refusal_detail})"
+                self._refuse(code, reason, {"reasons": [reason], "chain": built.refusal_reason})
+                return False
+        except ActivityError as err:
+            # An infrastructure failure outlasted the bounded open retries: give back whatever
+            # may have been reserved and fail the update, the caller may try again later.
+            self._open_error = f"the loan could not be opened: {err.cause or err}"
+            if self._reserve_attempted:
+                await self._release("open_failed", None, "open failed")
+            self._view.failure_reason = "unavailable"
+            self._set_state(LoanState.FAILED, self._open_error)
+            return False
+
+        funding = Funding(
+            xdr=built.funding.xdr, tx_hash=built.funding.tx_hash, expires_at=built.funding.max_time
+        )
+        self._view.funding = funding
+        self._view.reserved_amount = reserved.amount
+        self._offer = LoanOffer(
+            loan_id=loan.loan_id,
+            state=LoanState.RESERVED,
+            funding=funding,
+            reserved_amount=reserved.amount,
+            fingerprint=loan.fingerprint,
+            request_nonce="",
+        )
+        self._set_state(LoanState.RESERVED, f"reserved {reserved.amount}, tx {funding.tx_hash}")
+        return True
+
+    async def _settle(self) -> None:
+        """Wait for the outcome, then commit or release."""
+        remaining_ms = self._hold_until_ms - int(workflow.now().timestamp() * 1000)
+        try:
+            await workflow.wait_condition(
+                self._decided, timeout=timedelta(milliseconds=max(remaining_ms, 1))
+            )
+        except TimeoutError:
+            await self._expire()
+            return
+
+        settlement = self._settlement
+        if isinstance(settlement, Settled):
+            await self._commit(settlement.ledger, f"settled in ledger {settlement.ledger}")
+        elif isinstance(settlement, SettlementFailed):
+            self._view.failure_reason = settlement.reason
+            await self._release(
+                f"settlement_failed:{settlement.reason}",
+                LoanState.FAILED,
+                f"transaction failed on chain: {settlement.reason} {settlement.detail}".strip(),
+            )
+        else:
+            assert self._cancel is not None
+            await self._release("cancelled", LoanState.CANCELLED, self._cancel.reason)
+
+    async def _expire(self) -> None:
+        """The hold has passed, so the transaction can no longer land: ask the chain whether it
+        did before releasing (the watcher may be lagging or down)."""
+        assert self._view.funding is not None
+        tx_hash = self._view.funding.tx_hash
+        try:
+            status = await workflow.execute_activity_method(
+                LoanActivities.settlement_status,
+                tx_hash,
+                start_to_close_timeout=_OPEN_START_TO_CLOSE,
+                schedule_to_close_timeout=_CHECK_SCHEDULE_TO_CLOSE,
+                retry_policy=_OBLIGATION_RETRY,
+            )
+        except ActivityError:
+            status = None
+        if status is not None and status.status == "success" and status.ledger is not None:
+            await self._commit(status.ledger, f"found settled in ledger {status.ledger} at expiry")
+            return
+        if status is not None and status.status == "failed":
+            self._view.failure_reason = str(status.reason or "unknown")
+            await self._release(
+                f"settlement_failed:{self._view.failure_reason}",
+                LoanState.FAILED,
+                f"transaction failed on chain: {self._view.failure_reason}",
+            )
+            return
+        await self._release("expired", LoanState.EXPIRED, "not settled before the hold expired")
+
+    def _decided(self) -> bool:
+        if self._settlement is not None:
+            return True
+        return self._cancel is not None and self._view.state == LoanState.RESERVED
+
+    # ---- obligations -------------------------------------------------------------------------
+
+    async def _commit(self, ledger: int, detail: str) -> None:
+        result = await workflow.execute_activity_method(
+            LoanActivities.commit,
+            CommitRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, ledger=ledger),
+            start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
+            retry_policy=_OBLIGATION_RETRY,
+        )
+        self._view.settled_ledger = ledger
+        self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
+
+    async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
+        result = await workflow.execute_activity_method(
+            LoanActivities.release,
+            ReleaseRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, reason=reason),
+            start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
+            retry_policy=_OBLIGATION_RETRY,
+        )
+        if state is not None:
+            self._set_state(state, f"{detail}; ledger release: {result.outcome}")
+
+    # ---- refusals ----------------------------------------------------------------------------
+
+    def _refuse(self, code: RefusalCode, message: str, details: dict[str, object]) -> None:
+        self._refusal = LoanRefusal(
+            loan_id=self._loan.loan_id,
+            code=code,
+            message=message,
+            details=details,
+            fingerprint=self._loan.fingerprint,
+            request_nonce="",
+        )
+        self._view.refusal = self._refusal
+        self._set_state(LoanState.REFUSED, f"{code}: {message}")
+
+    def _refuse_reservation(self, result: object) -> None:
+        kind = getattr(result, "kind", "")
+        if kind == "insufficient":
+            self._refuse(
+                "insufficient_liquidity",
+                "the pool does not have enough available liquidity",
+                {
+                    "available": getattr(result, "available", 0),
+                    "required": getattr(result, "required", 0),
+                    "shortage": getattr(result, "shortage", 0),
+                },
+            )
+        elif kind == "frozen":
+            self._refuse(
+                "pool_frozen", "the pool is frozen", {"reason": getattr(result, "reason", "")}
+            )
+        elif kind == "unknown_pool":
+            self._refuse("pool_unknown", "the pool is not known to the reservation ledger", {})
+        elif kind == "borrower_limit_exceeded":
+            reason = "borrower exposure limit exceeded"
+            self._refuse(
+                "credit_declined",
+                reason,
+                {
+                    "reasons": [reason],
+                    "exposure": getattr(result, "exposure", 0),
+                    "required": getattr(result, "required", 0),
+                    "limit": getattr(result, "limit", 0),
+                },
+            )
+        else:  # already_terminal: this loan id was settled by an earlier run
+            self._refuse(
+                "credit_declined",
+                "this loan id was already used",
+                {"reasons": [f"reservation already {getattr(result, 'state', 'closed')}"]},
+            )
+
+    # ---- interface ---------------------------------------------------------------------------
+
+    @workflow.update
+    async def open(self, request: OpenLoan) -> OpenResult:
+        """The update id is the idempotency key; the server replays the first result for it."""
+        await workflow.wait_condition(
+            lambda: (
+                self._offer is not None or self._refusal is not None or self._open_error is not None
+            )
+        )
+        echo = {"fingerprint": request.fingerprint, "request_nonce": request.request_nonce}
+        if self._offer is not None:
+            return self._offer.model_copy(update=echo)
+        if self._refusal is not None:
+            return self._refusal.model_copy(update=echo)
+        raise ApplicationError(
+            self._open_error or "open failed", type="LoanOpenFailed", non_retryable=True
+        )
+
+    @workflow.signal
+    async def submitted(self, signal: Submitted) -> None:
+        if not self._is_our_tx(signal.tx_hash) or self._submitted is not None:
+            return
+        if self._view.state != LoanState.RESERVED:
+            return
+        self._submitted = signal.tx_hash
+        self._set_state(LoanState.SUBMITTED, f"signed transaction {signal.tx_hash} relayed")
+        await workflow.execute_local_activity_method(
+            LoanActivities.watch_submission,
+            WatchRequest(tx_hash=signal.tx_hash, until=self._hold_until_ms // 1000 + 60),
+            start_to_close_timeout=_OPEN_START_TO_CLOSE,
+            retry_policy=_OBLIGATION_RETRY,
+        )
+
+    @workflow.signal
+    def settled(self, signal: Settled) -> None:
+        if self._is_our_tx(signal.tx_hash) and self._settlement is None:
+            self._settlement = signal
+
+    @workflow.signal
+    def settlement_failed(self, signal: SettlementFailed) -> None:
+        if self._is_our_tx(signal.tx_hash) and self._settlement is None:
+            self._settlement = signal
+
+    @workflow.signal
+    def cancel(self, signal: Cancel) -> None:
+        if self._cancel is not None:
+            return
+        self._cancel = signal
+        if self._view.state == LoanState.SUBMITTED:
+            self._append_history(
+                "cancel ignored: the signed transaction is already on its way to the chain"
+            )
+
+    @workflow.query
+    def status(self) -> LoanView:
+        return self._view
+
+    # ---- state -------------------------------------------------------------------------------
+
+    def _is_our_tx(self, tx_hash: str) -> bool:
+        funding = self._view.funding
+        return funding is not None and funding.tx_hash == tx_hash
+
+    def _append_history(self, detail: str) -> None:
+        self._view.history.append(
+            HistoryEntry(at=workflow.now(), state=self._view.state, detail=detail)
+        )
+
+    def _set_state(self, state: LoanState, detail: str) -> None:
+        """Every state change is recorded in the history and in the search attributes."""
+        self._view.state = state
+        self._append_history(detail)
+        updates = [
+            LOAN_STATE.value_set(state.value),
+            POOL_ID.value_set(self._loan.pool_id),
+            BORROWER.value_set(self._loan.terms.borrower),
+            AMOUNT_STROOPS.value_set(self._loan.terms.funded_amount),
+        ]
+        if self._view.funding is not None:
+            expires = datetime.fromtimestamp(self._view.funding.expires_at, tz=UTC)
+            updates.append(EXPIRES_AT.value_set(expires))
+        workflow.upsert_search_attributes(updates)
