@@ -52,7 +52,9 @@ class AlreadyTerminal(BaseModel):
     state: Literal["committed", "released"]
 
 
-ReserveResult = Reserved | Insufficient | Frozen | UnknownPool | BorrowerLimitExceeded | AlreadyTerminal
+ReserveResult = (
+    Reserved | Insufficient | Frozen | UnknownPool | BorrowerLimitExceeded | AlreadyTerminal
+)
 
 
 CommitOutcome = Literal["committed", "already_committed", "late_commit", "unknown_loan"]
@@ -123,6 +125,7 @@ class AuditEntry(BaseModel):
     reason: str | None
     alarm: bool
     at_ms: int
+    ledger: int | None = None  # chain ledger of a commit / late_commit / snapshot
 
 
 class BlockedEntry(BaseModel):

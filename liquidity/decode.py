@@ -1,0 +1,124 @@
+"""Turns script replies and stream entries into the typed results of liquidity.types.
+
+Scripts return amounts as decimal strings (never Lua doubles); every subtraction that derives a
+figure (available, shortage, overcommit) happens here on Python ints, exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from liquidity.types import (
+    AlreadyTerminal,
+    AuditEntry,
+    BlockedEntry,
+    BorrowerLimitExceeded,
+    CommitResult,
+    Frozen,
+    Insufficient,
+    PoolStatus,
+    ReleaseResult,
+    Reservation,
+    Reserved,
+    ReserveResult,
+    RestoreResult,
+    UnknownPool,
+)
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value else 0
+
+
+def _opt_int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _opt_str(value: str | None) -> str | None:
+    return value if value else None
+
+
+def reserve_result(
+    reply: Sequence[Any], *, loan_id: str, amount: int, buffer: int, limit: int
+) -> ReserveResult:
+    kind = reply[0]
+    if kind == "reserved":
+        return Reserved(
+            loan_id=loan_id, amount=int(reply[1]), expires_at_ms=int(reply[2]),
+            hold_until_ms=int(reply[3]), fence=int(reply[4]), replayed=reply[5] == "1",
+        )
+    if kind == "insufficient":
+        available = int(reply[1]) - buffer
+        return Insufficient(available=available, required=amount, shortage=amount - available)
+    if kind == "borrower_limit":
+        return BorrowerLimitExceeded(exposure=int(reply[1]), required=amount, limit=limit)
+    if kind == "frozen":
+        return Frozen(reason=reply[1])
+    if kind == "unknown_pool":
+        return UnknownPool()
+    if kind == "terminal":
+        return AlreadyTerminal(state=reply[1])
+    raise ValueError(f"unexpected reserve reply {reply!r}")
+
+
+def commit_result(reply: Sequence[Any]) -> CommitResult:
+    return CommitResult(outcome=reply[0], amount=int(reply[1]))
+
+
+def release_result(reply: Sequence[Any]) -> ReleaseResult:
+    return ReleaseResult(outcome=reply[0], amount=int(reply[1]))
+
+
+def restore_result(reply: Sequence[Any], *, buffer: int) -> RestoreResult:
+    """Over-commit is only meaningful once chain figures are known; an unknown pool reports 0
+    and the reconciler reads status() after establishing the snapshot."""
+    known = reply[1] == "1"
+    available = int(reply[2]) - buffer
+    return RestoreResult(outcome=reply[0], overcommit=max(0, -available) if known else 0)
+
+
+def pool_status(pool_id: str, reply: Sequence[Any], *, buffer: int) -> PoolStatus:
+    known, frozen, reason, ledger, total, locked, chain, pending, reserved, _headroom, n = reply
+    chain_available, pending_i, reserved_i = _int(chain), _int(pending), _int(reserved)
+    available = chain_available - pending_i - reserved_i - buffer
+    return PoolStatus(
+        pool_id=pool_id, known=known == "1", frozen=frozen == "1",
+        frozen_reason=_opt_str(reason), snapshot_ledger=_int(ledger), total=_int(total),
+        locked=_int(locked), chain_available=chain_available, pending_commits=pending_i,
+        reserved=reserved_i, safety_buffer=buffer, available=available,
+        active_reservations=int(n), overcommit=max(0, -available),
+    )
+
+
+def reservation(loan_id: str, record: str) -> Reservation:
+    amount, expires, hold, fence, created, borrower = record.split("|", 5)
+    return Reservation(
+        loan_id=loan_id, borrower=borrower, amount=int(amount), expires_at_ms=int(expires),
+        hold_until_ms=int(hold), fence=int(fence), created_at_ms=int(created),
+    )
+
+
+def audit_entry(entry_id: str, f: Mapping[str, str]) -> AuditEntry:
+    return AuditEntry(
+        id=entry_id, action=f["action"], loan_id=_opt_str(f.get("loan")),
+        amount=_opt_int(f.get("amount")), reserved_before=_opt_int(f.get("rb")),
+        reserved_after=_opt_int(f.get("ra")), reason=_opt_str(f.get("reason")),
+        alarm=f.get("alarm") == "1", at_ms=int(f["at"]), ledger=_opt_int(f.get("ledger")),
+    )
+
+
+def blocked_entry(entry_id: str, f: Mapping[str, str]) -> BlockedEntry:
+    """x1/x2 hold the figures behind the refusal: headroom and safety buffer for `insufficient`
+    (available = headroom - buffer), exposure and limit for `borrower_limit_exceeded` (what the
+    borrower may still take = limit - exposure)."""
+    required = int(f["required"])
+    available: int | None = None
+    if f["reason"] == "insufficient":
+        available = int(f["x1"]) - int(f["x2"])
+    elif f["reason"] == "borrower_limit_exceeded":
+        available = int(f["x2"]) - int(f["x1"])
+    return BlockedEntry(
+        id=entry_id, loan_id=f["loan"], borrower=f["borrower"], reason=f["reason"],
+        required=required, available=available,
+        shortage=None if available is None else required - available, at_ms=int(f["at"]),
+    )

@@ -1,0 +1,227 @@
+"""The reservation ledger: a typed async facade over one Lua script per operation.
+
+Redis is the admission gate, not the source of truth: each operation is atomic (one script, one
+round trip), idempotent by loan id, and reads "now" from Redis TIME so workers' clocks never
+matter. This module knows nothing of Temporal or HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from liquidity import decode
+from liquidity.keys import PoolKeys, pool_keys
+from liquidity.scripts import Scripts
+from liquidity.types import (
+    AuditEntry,
+    BlockedEntry,
+    CommitResult,
+    PoolStatus,
+    ReleaseResult,
+    Reservation,
+    ReserveResult,
+    RestoreResult,
+    SnapshotResult,
+)
+
+# Redis counters are signed 64-bit. Capping every input here keeps sums of many amounts far from
+# overflow, so a script can never fail half-way through its writes (Lua scripts do not roll back).
+MAX_AMOUNT = 2**62
+
+
+def _amount(name: str, value: int, *, allow_zero: bool = False) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int number of stroops, got {type(value).__name__}")
+    low = 0 if allow_zero else 1
+    if not low <= value <= MAX_AMOUNT:
+        raise ValueError(f"{name} must be in [{low}, 2**62], got {value}")
+    return str(value)
+
+
+def _nonneg(name: str, value: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return str(value)
+
+
+def _text(name: str, value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+class Ledger:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str = "liq",
+        safety_buffer: int = 0,
+        terminal_retention_ms: int = 7 * 24 * 3600 * 1000,
+    ) -> None:
+        """`redis` must use decode_responses=True (as everywhere in the project)."""
+        self._redis = redis
+        self._prefix = prefix
+        self._buffer = int(_amount("safety_buffer", safety_buffer, allow_zero=True))
+        self._retention = _nonneg("terminal_retention_ms", terminal_retention_ms)
+        self._scripts = Scripts(redis)
+        self._keys: dict[str, list[str]] = {}
+
+    def keys(self, pool_id: str) -> PoolKeys:
+        """The pool's Redis keys (for operators and white-box invariant checks in tests)."""
+        return pool_keys(self._prefix, pool_id)
+
+    def _k(self, pool_id: str) -> list[str]:
+        keys = self._keys.get(pool_id)
+        if keys is None:
+            keys = self._keys[pool_id] = self.keys(pool_id).ordered()
+        return keys
+
+    async def reserve(
+        self,
+        pool_id: str,
+        loan_id: str,
+        borrower: str,
+        amount: int,
+        *,
+        ttl_ms: int,
+        grace_ms: int = 0,
+        borrower_limit: int,
+    ) -> ReserveResult:
+        """expires_at_ms = Redis now + ttl_ms (the funding transaction's max_time); the amount
+        stays counted until hold_until_ms = expires_at_ms + grace_ms. A repeat while active
+        returns the original reservation (first wins, replayed=True)."""
+        amt = _amount("amount", amount)
+        limit = int(_amount("borrower_limit", borrower_limit, allow_zero=True))
+        if ttl_ms <= 0:
+            raise ValueError("ttl_ms must be positive")
+        reply = await self._scripts.reserve(
+            self._k(pool_id),
+            [
+                _text("loan_id", loan_id), _text("borrower", borrower), amt, ttl_ms,
+                _nonneg("grace_ms", grace_ms), amount + self._buffer, limit - amount,
+                self._retention, self._buffer, limit,
+            ],
+        )
+        return decode.reserve_result(
+            reply, loan_id=loan_id, amount=amount, buffer=self._buffer, limit=limit
+        )
+
+    async def commit(self, pool_id: str, loan_id: str, *, ledger: int) -> CommitResult:
+        """The chain settled the loan at `ledger`; counted as a pending commit until a snapshot
+        at or after that ledger arrives (never twice, never zero times)."""
+        reply = await self._scripts.commit(
+            self._k(pool_id),
+            [_text("loan_id", loan_id), _nonneg("ledger", ledger), self._retention],
+        )
+        return decode.commit_result(reply)
+
+    async def release(self, pool_id: str, loan_id: str, *, reason: str) -> ReleaseResult:
+        reply = await self._scripts.release(
+            self._k(pool_id), [_text("loan_id", loan_id), reason, self._retention]
+        )
+        return decode.release_result(reply)
+
+    async def sweep(self, pool_id: str) -> list[str]:
+        """Releases every reservation whose hold has passed; loops over bounded script calls so
+        no single call blocks Redis for long."""
+        released: list[str] = []
+        while True:
+            batch: list[str] = await self._scripts.sweep(self._k(pool_id), [self._retention])
+            released.extend(batch)
+            if len(batch) < 1000:  # SWEEP_LIMIT in _lib.lua
+                return released
+
+    async def apply_snapshot(
+        self,
+        pool_id: str,
+        *,
+        ledger: int,
+        total: int,
+        locked: int,
+        available: int,
+        establish: bool = False,
+    ) -> SnapshotResult:
+        """Chain figures at `ledger`. Only the reconciler (after restoring every open loan) and the
+        bootstrap pass establish=True: that is what makes a lost pool known again."""
+        reply = await self._scripts.snapshot(
+            self._k(pool_id),
+            [
+                _nonneg("ledger", ledger), _amount("total", total, allow_zero=True),
+                _amount("locked", locked, allow_zero=True),
+                _amount("available", available, allow_zero=True), "1" if establish else "0",
+            ],
+        )
+        return SnapshotResult(outcome=reply[0], ledger=int(reply[1]))
+
+    async def restore(
+        self,
+        pool_id: str,
+        loan_id: str,
+        *,
+        borrower: str,
+        amount: int,
+        expires_at_ms: int,
+        hold_until_ms: int,
+    ) -> RestoreResult:
+        """Re-asserts an open loan's reservation; never refuses, also on an unknown pool."""
+        if hold_until_ms < expires_at_ms:
+            raise ValueError("hold_until_ms must not precede expires_at_ms")
+        reply = await self._scripts.restore(
+            self._k(pool_id),
+            [
+                _text("loan_id", loan_id), _text("borrower", borrower), _amount("amount", amount),
+                _nonneg("expires_at_ms", expires_at_ms), _nonneg("hold_until_ms", hold_until_ms),
+            ],
+        )
+        return decode.restore_result(reply, buffer=self._buffer)
+
+    async def freeze(self, pool_id: str, *, reason: str) -> None:
+        """A frozen pool refuses new reservations; commits and releases still go through."""
+        await self._scripts.freeze(self._k(pool_id), ["1", reason])
+
+    async def unfreeze(self, pool_id: str, *, reason: str) -> None:
+        await self._scripts.freeze(self._k(pool_id), ["0", reason])
+
+    async def status(self, pool_id: str) -> PoolStatus:
+        reply = await self._scripts.status(self._k(pool_id), [])
+        return decode.pool_status(pool_id, reply, buffer=self._buffer)
+
+    async def reservations(self, pool_id: str, *, limit: int = 1000) -> list[Reservation]:
+        """Active reservations, soonest hold end first (includes expired-but-unswept ones)."""
+        if limit <= 0:
+            return []
+        reply = await self._scripts.reservations(self._k(pool_id), [limit])
+        return [decode.reservation(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+
+    async def reservation(self, pool_id: str, loan_id: str) -> Reservation | None:
+        record: Any = await self._redis.hget(self.keys(pool_id).res, loan_id)
+        return None if record is None else decode.reservation(loan_id, record)
+
+    async def audit(
+        self, pool_id: str, *, count: int = 100, before: str | None = None
+    ) -> list[AuditEntry]:
+        """Newest first; pass the last id seen as `before` to page further back."""
+        entries = await self._newest(self.keys(pool_id).audit, count, before)
+        return [decode.audit_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def blocked(
+        self, pool_id: str, *, count: int = 100, before: str | None = None
+    ) -> list[BlockedEntry]:
+        """Refused reservations, newest first."""
+        entries = await self._newest(self.keys(pool_id).blocked, count, before)
+        return [decode.blocked_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def _newest(
+        self, stream: str, count: int, before: str | None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """XREVRANGE newest first; `before` is exclusive so pages never repeat an entry."""
+        entries: Any = await self._redis.xrevrange(
+            stream, max=f"({before}" if before else "+", min="-", count=count
+        )
+        return list(entries or [])
+
+    async def forget_pool(self, pool_id: str) -> None:
+        """Deletes every ledger key of the pool (tests, ops); the pool becomes unknown."""
+        await self._redis.delete(*self.keys(pool_id).ordered())
