@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m stack
+	$(PY) -m tools.stack
 
 test: venv
 	$(PY) -m pytest -q
@@ -26,7 +26,7 @@ lint: venv
 	$(VENV)/bin/mypy core liquidity chain workflows activities api worker.py watcher.py
 
 demo: venv
-	$(PY) -m demo
+	$(PY) -m tools.demo
 
 bench-ledger: venv
 	$(PY) -m bench.ledger

