@@ -1,0 +1,242 @@
+"""Settlement watcher (`python watcher.py`): turns what happens on chain into loan signals.
+
+Two sources, because neither is enough alone:
+- getEvents for every configured pool and creditline contract, from a cursor kept in Redis:
+  a funding transaction that succeeded emits LOANCRTD / LQFUND, whoever submitted it;
+- getTransaction for hashes relayed through the saga (the tx index's watch set): a transaction
+  that *failed* emits no event at all.
+
+Delivery is at-least-once: the cursor advances only after a page's signals went out, and every
+signal is idempotent in the workflow (the first settlement for the loan's hash wins). After a
+funding event the pool's ledger snapshot is refreshed from `get_pool_stats` (never `establish`:
+only the reconciler may make an unknown pool known again). RPC or Redis errors back off
+exponentially; a restart resumes from the cursor.
+
+`settings.pools` is re-read on every pass, so pools added to a shared Settings at runtime (tests)
+are followed from the next pass on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from chain.client import ChainClient
+from temporalio.client import Client
+
+from chain.types import ChainEvent
+from core.models import Settled, SettlementFailed
+from core.settings import Settings, get_settings
+from liquidity.ledger import Ledger
+from liquidity.tx_index import TxIndex, TxRef
+from workflows.loan_client import (
+    LoanClosed,
+    LoanNotFound,
+    connect,
+    signal_settled,
+    signal_settlement_failed,
+)
+
+log = logging.getLogger("watcher")
+
+FUNDING_EVENTS = frozenset({"LOANCRTD", "LQFUND"})
+PAGE_LIMIT = 100
+
+
+class SettlementWatcher:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        client: Client,
+        chain: ChainClient,
+        ledger: Ledger,
+        tx_index: TxIndex,
+        poll_interval: float = 0.5,
+        max_backoff: float = 10.0,
+        start_window_ledgers: int = 100,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._chain = chain
+        self._ledger = ledger
+        self._tx_index = tx_index
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self._start_window = start_window_ledgers
+        self.signals_sent = 0
+
+    # ---- loop --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.step()
+                failures = 0
+                delay = self.poll_interval
+            except Exception as exc:  # RPC, Redis or Temporal trouble: back off, then resume
+                failures += 1
+                delay = min(self.max_backoff, self.poll_interval * 2**failures)
+                log.warning("watcher pass failed (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def step(self) -> None:
+        """One pass: drain new contract events, then poll the relayed transactions."""
+        pools = dict(self._settings.pools)  # re-read: pools may be added at runtime
+        if pools:
+            await self._follow_events(pools)
+        await self._poll_watched()
+
+    # ---- events ------------------------------------------------------------------------------
+
+    async def _follow_events(self, pools: dict[str, str]) -> None:
+        creditline_to_pool = {creditline: pool for pool, creditline in pools.items()}
+        contract_ids = sorted({*pools, *creditline_to_pool})
+        cursor = await self._tx_index.cursor()
+        start_ledger: int | None = None
+        if cursor is None:
+            # First start ever: look back a little so a settlement racing our start is not lost.
+            start_ledger = max(1, await self._chain.latest_ledger() - self._start_window)
+        while True:
+            page = await self._chain.events(
+                contract_ids, start_ledger=start_ledger, cursor=cursor, limit=PAGE_LIMIT
+            )
+            touched: set[str] = set()
+            signalled: set[str] = set()
+            for event in page.events:
+                pool_id = event.contract_id
+                if pool_id in creditline_to_pool:
+                    pool_id = creditline_to_pool[pool_id]
+                if pool_id in pools:
+                    touched.add(pool_id)
+                if event.name in FUNDING_EVENTS and event.tx_hash not in signalled:
+                    signalled.add(event.tx_hash)
+                    await self._settled_event(event)
+            for pool_id in touched:
+                await self.refresh_snapshot(pool_id)
+            if page.cursor:
+                await self._tx_index.set_cursor(page.cursor)
+                cursor, start_ledger = page.cursor, None
+            if len(page.events) < PAGE_LIMIT or not page.cursor:
+                return
+
+    async def _settled_event(self, event: ChainEvent) -> None:
+        ref = await self._tx_index.lookup(event.tx_hash)
+        if ref is None:
+            return  # not a loan of this saga (or an index entry long expired)
+        signal = Settled(
+            tx_hash=event.tx_hash, ledger=event.ledger, chain_loan_id=_chain_loan_id(event)
+        )
+        await self._deliver_settled(ref, signal)
+
+    # ---- polling -----------------------------------------------------------------------------
+
+    async def _poll_watched(self) -> None:
+        now = int(time.time())
+        for tx_hash, until in await self._tx_index.watched():
+            status = await self._chain.transaction(tx_hash)
+            if status.status == "not_found":
+                if now > until:
+                    await self._tx_index.unwatch(tx_hash)
+                continue
+            ref = await self._tx_index.lookup(tx_hash)
+            if ref is None:
+                await self._tx_index.unwatch(tx_hash)
+                continue
+            if status.status == "success":
+                await self._deliver_settled(
+                    ref,
+                    Settled(
+                        tx_hash=tx_hash,
+                        ledger=status.ledger or 0,
+                        chain_loan_id=status.chain_loan_id,
+                    ),
+                )
+                await self.refresh_snapshot(ref.pool_id)
+            else:
+                failed = SettlementFailed(
+                    tx_hash=tx_hash,
+                    ledger=status.ledger,
+                    reason=str(status.reason or "unknown"),
+                    detail=status.detail,
+                )
+                try:
+                    await signal_settlement_failed(self._client, ref.loan_id, failed)
+                    self.signals_sent += 1
+                except (LoanClosed, LoanNotFound):
+                    pass  # the loan already ended; a failed transaction changed nothing on chain
+            await self._tx_index.unwatch(tx_hash)
+
+    # ---- effects -----------------------------------------------------------------------------
+
+    async def _deliver_settled(self, ref: TxRef, signal: Settled) -> None:
+        try:
+            await signal_settled(self._client, ref.loan_id, signal)
+            self.signals_sent += 1
+        except (LoanClosed, LoanNotFound):
+            # The workflow is gone (e.g. it expired while this watcher was down). The chain is
+            # the truth: record the settlement in the ledger, which alarms on a late commit and
+            # is a no-op when the workflow had already committed.
+            result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
+            if result.outcome != "already_committed":
+                log.warning(
+                    "settlement of closed loan %s recorded directly: %s", ref.loan_id, result
+                )
+
+    async def refresh_snapshot(self, pool_id: str) -> None:
+        stats = await self._chain.pool_stats(pool_id)
+        await self._ledger.apply_snapshot(
+            pool_id,
+            ledger=stats.ledger,
+            total=stats.total_liquidity,
+            locked=stats.locked_liquidity,
+            available=stats.available_liquidity,
+        )
+
+
+def _chain_loan_id(event: ChainEvent) -> int | None:
+    """LOANCRTD carries the creditline's loan id first in its data; other events carry none."""
+    if event.name != "LOANCRTD":
+        return None
+    data: Any = event.data
+    if isinstance(data, dict):
+        data = data.get("loan_id")
+    elif isinstance(data, list | tuple) and data:
+        data = data[0]
+    return data if isinstance(data, int) and not isinstance(data, bool) else None
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect(settings)
+    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    chain = ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
+    try:
+        watcher = SettlementWatcher(
+            settings=settings,
+            client=client,
+            chain=chain,
+            ledger=Ledger(redis, prefix=settings.ledger_prefix),
+            tx_index=TxIndex(redis, prefix=settings.ledger_prefix),
+        )
+        log.info("watching %d pools", len(settings.pools))
+        await watcher.run(stop)
+    finally:
+        await chain.close()
+        await redis.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,163 @@
+"""Client-side helpers for LoanWorkflow, shared by the API, the watcher, the tests and the bench.
+
+Not workflow code: this talks to the Temporal server. It turns Temporal's transport vocabulary
+(WorkflowAlreadyStartedError, RPC NOT_FOUND) into the loan's own (LoanClosed, LoanNotFound), so
+callers never depend on which Temporal call raised what.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.models import (
+    Cancel,
+    LoanInput,
+    LoanView,
+    OpenLoan,
+    OpenResult,
+    Settled,
+    SettlementFailed,
+    Submitted,
+)
+from core.settings import Settings
+
+from .loan import LoanWorkflow
+
+
+class LoanNotFound(Exception):
+    """No loan workflow with this id exists."""
+
+
+class LoanClosed(Exception):
+    """The loan's workflow has finished: it accepts no new request and no signal."""
+
+
+class LoanOpenFailed(Exception):
+    """The open step failed for an infrastructure reason (after bounded retries); nothing stays
+    reserved. A new idempotency key is needed to try again."""
+
+
+def loan_workflow_id(loan_id: str) -> str:
+    return f"loan-{loan_id}"
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def open_loan(
+    client: Client,
+    *,
+    task_queue: str,
+    loan: LoanInput,
+    request: OpenLoan,
+    idempotency_key: str,
+    rpc_timeout: timedelta | None = None,
+) -> OpenResult:
+    """Start the loan (or join the running one) and get its offer or refusal in one round trip.
+
+    REJECT_DUPLICATE means a closed loan is never started again, so one key can never reserve
+    twice; a repeat of the *same* key is answered by the server from the stored update result.
+    """
+    operation = WithStartWorkflowOperation(
+        LoanWorkflow.run,
+        loan,
+        id=loan_workflow_id(loan.loan_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    try:
+        return await client.execute_update_with_start_workflow(
+            LoanWorkflow.open,
+            request,
+            start_workflow_operation=operation,
+            id=idempotency_key,
+            rpc_timeout=rpc_timeout,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise LoanClosed(f"loan {loan.loan_id} is closed") from exc
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "LoanOpenFailed":
+            raise LoanOpenFailed(cause.message) from exc
+        raise
+    finally:
+        _discard_start_result(operation)
+
+
+def _discard_start_result(operation: WithStartWorkflowOperation[LoanWorkflow, LoanView]) -> None:
+    """The operation's handle future carries the start error too; retrieve it so asyncio does not
+    report 'Future exception was never retrieved'."""
+    future = getattr(operation, "_workflow_handle", None)
+    if future is not None and future.done() and not future.cancelled():
+        future.exception()
+
+
+def loan_handle(client: Client, loan_id: str) -> WorkflowHandle[LoanWorkflow, LoanView]:
+    return client.get_workflow_handle_for(LoanWorkflow.run, loan_workflow_id(loan_id))
+
+
+async def loan_view(client: Client, loan_id: str) -> LoanView | None:
+    """The loan's current view, or None when no such workflow exists."""
+    try:
+        return await loan_handle(client, loan_id).query(LoanWorkflow.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _signal_error(client: Client, loan_id: str, exc: RPCError) -> Exception:
+    if exc.status != RPCStatusCode.NOT_FOUND:
+        return exc
+    try:
+        await loan_handle(client, loan_id).describe()
+    except RPCError as describe_exc:
+        if describe_exc.status == RPCStatusCode.NOT_FOUND:
+            return LoanNotFound(f"no loan {loan_id}")
+        return describe_exc
+    return LoanClosed(f"loan {loan_id} is closed")
+
+
+async def signal_submitted(client: Client, loan_id: str, signal: Submitted) -> None:
+    try:
+        await loan_handle(client, loan_id).signal(LoanWorkflow.submitted, signal)
+    except RPCError as exc:
+        raise await _signal_error(client, loan_id, exc) from exc
+
+
+async def signal_cancel(client: Client, loan_id: str, signal: Cancel) -> None:
+    try:
+        await loan_handle(client, loan_id).signal(LoanWorkflow.cancel, signal)
+    except RPCError as exc:
+        raise await _signal_error(client, loan_id, exc) from exc
+
+
+async def signal_settled(client: Client, loan_id: str, signal: Settled) -> None:
+    try:
+        await loan_handle(client, loan_id).signal(LoanWorkflow.settled, signal)
+    except RPCError as exc:
+        raise await _signal_error(client, loan_id, exc) from exc
+
+
+async def signal_settlement_failed(client: Client, loan_id: str, signal: SettlementFailed) -> None:
+    try:
+        await loan_handle(client, loan_id).signal(LoanWorkflow.settlement_failed, signal)
+    except RPCError as exc:
+        raise await _signal_error(client, loan_id, exc) from exc
