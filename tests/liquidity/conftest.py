@@ -1,0 +1,30 @@
+"""Ledger fixtures: a Ledger under the test's own key prefix on the real Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from liquidity import Ledger
+
+BIG = 10**15  # a borrower limit that never binds
+
+
+@pytest.fixture
+def ledger(redis_client: aioredis.Redis, key_prefix: str) -> Ledger:
+    return Ledger(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+def pool() -> str:
+    return f"pool-{uuid.uuid4().hex[:8]}"
+
+
+async def establish(ledger: Ledger, pool_id: str, available: int, *, ledger_seq: int = 100) -> None:
+    """Makes the pool known with `available` stroops of chain liquidity."""
+    result = await ledger.apply_snapshot(
+        pool_id, ledger=ledger_seq, total=available, locked=0, available=available, establish=True
+    )
+    assert result.outcome == "applied"
