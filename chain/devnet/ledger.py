@@ -1,0 +1,587 @@
+"""The devnet's chain state and the rules a transaction goes through, in the network's order.
+
+All methods are synchronous and never await, so on one event loop each call is atomic: a ledger
+close applies its queued transactions in order without interleaving with submissions."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stellar_sdk import Address, Keypair, StrKey, TransactionEnvelope, scval
+from stellar_sdk import xdr as sx
+from stellar_sdk.exceptions import BadSignatureError
+from stellar_sdk.operation import InvokeHostFunction
+
+from chain.devnet import xdrgen
+from chain.devnet.contracts import REGISTRY
+from chain.devnet.host import (
+    INSTANCE_KEYS,
+    ContractEventRecord,
+    Host,
+    HostError,
+    Slot,
+    Storage,
+    contract_id_from_seed,
+)
+
+TRC = sx.TransactionResultCode
+PROTOCOL_VERSION = 23
+INSTRUCTIONS_PER_CALL = 1_500_000
+FRIENDBOT_XLM = 10_000 * 10_000_000
+
+
+class RpcError(Exception):
+    """A JSON-RPC level error (bad params), as opposed to a transaction-level rejection."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Account:
+    balance: int
+    seq: int
+    last_modified: int
+
+
+@dataclass
+class EventRecord:
+    id: str
+    order: tuple[int, int]
+    ledger: int
+    closed_at: str
+    contract_id: str
+    topics: list[sx.SCVal]
+    value: sx.SCVal
+    tx_hash: str
+    tx_index: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "contract",
+            "ledger": self.ledger,
+            "ledgerClosedAt": self.closed_at,
+            "contractId": self.contract_id,
+            "id": self.id,
+            "pagingToken": self.id,
+            "operationIndex": 0,
+            "transactionIndex": self.tx_index,
+            "txHash": self.tx_hash,
+            "inSuccessfulContractCall": True,
+            "topic": [t.to_xdr() for t in self.topics],
+            "value": self.value.to_xdr(),
+        }
+
+
+@dataclass
+class TxRecord:
+    hash: str
+    envelope_xdr: str
+    status: str  # PENDING, SUCCESS, FAILED
+    submitted_at: int
+    ledger: int | None = None
+    created_at: int | None = None
+    application_order: int | None = None
+    result_xdr: str | None = None
+    meta_xdr: str | None = None
+    diagnostic_events: list[str] = field(default_factory=list)
+    contract_events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Pending:
+    record: TxRecord
+    envelope: TransactionEnvelope
+
+
+def toid(ledger: int, tx_order: int, op_index: int) -> int:
+    return (ledger << 32) | (tx_order << 12) | op_index
+
+
+def event_id(ledger: int, tx_order: int, index: int) -> tuple[str, tuple[int, int]]:
+    t = toid(ledger, tx_order, 1)
+    return f"{t:019d}-{index:010d}", (t, index)
+
+
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        left, _, right = cursor.partition("-")
+        return int(left), int(right or 0)
+    except ValueError as exc:
+        raise RpcError(-32602, f"invalid cursor {cursor!r}") from exc
+
+
+class Chain:
+    def __init__(self, passphrase: str, *, base_fee: int = 100) -> None:
+        self.passphrase = passphrase
+        self.base_fee = base_fee
+        self.accounts: dict[str, Account] = {}
+        self.data: dict[Slot, Any] = {}  # committed contract storage
+        self.modified: dict[Slot, int] = {}
+        self.kinds: dict[str, str] = {}
+        self.txs: dict[str, TxRecord] = {}
+        self.queue: list[Pending] = []
+        self.events: list[EventRecord] = []
+        self.latest = 1
+        self.close_time = int(time.time())
+        self.ledger_hash = hashlib.sha256(f"{passphrase}:1".encode()).digest()
+        self.prev_hash = bytes(32)
+        self._deploy_nonce = 0
+        self.genesis_time = self.close_time
+
+    # -- views ---------------------------------------------------------------------------------
+    def header_xdr(self) -> str:
+        return xdrgen.ledger_header(self.latest, self.close_time, self.prev_hash, self.base_fee).to_xdr()
+
+    def latest_info(self) -> dict[str, Any]:
+        return {
+            "id": self.ledger_hash.hex(),
+            "protocolVersion": PROTOCOL_VERSION,
+            "sequence": self.latest,
+            "closeTime": str(self.close_time),
+            "headerXdr": self.header_xdr(),
+            "metadataXdr": "",
+        }
+
+    def window(self) -> dict[str, Any]:
+        return {
+            "latestLedger": self.latest,
+            "latestLedgerCloseTime": str(self.close_time),
+            "oldestLedger": 1,
+            "oldestLedgerCloseTime": str(self.genesis_time),
+        }
+
+    # -- devnet admin ------------------------------------------------------------------------------
+    def fund(self, account: str, xlm: int, token_id: str | None, token_amount: int) -> None:
+        """Friendbot: create (or top up) an account; optionally mint the pool token to it."""
+        try:
+            Keypair.from_public_key(account)
+        except Exception as exc:
+            raise RpcError(-32602, f"invalid account id {account!r}") from exc
+        acct = self.accounts.get(account)
+        if acct is None:
+            self.accounts[account] = Account(xlm, self.latest << 32, self.latest)
+        else:
+            acct.balance += xlm
+            acct.last_modified = self.latest
+        if token_id is not None and token_amount:
+            if self.kinds.get(token_id) != "token":
+                raise RpcError(-32602, f"{token_id} is not a token contract")
+            slot = (token_id, ("Balance", account))
+            self.data[slot] = self.data.get(slot, 0) + token_amount
+            self.modified[slot] = self.latest
+
+    def _new_contract(self, kind: str, storage: dict[str, Any]) -> str:
+        self._deploy_nonce += 1
+        cid = contract_id_from_seed(
+            f"{self.passphrase}|{kind}|{self._deploy_nonce}|{time.time_ns()}".encode()
+        )
+        self.kinds[cid] = kind
+        for name, value in storage.items():
+            self.data[(cid, (name,))] = value
+            self.modified[(cid, (name,))] = self.latest
+        return cid
+
+    def deploy_pool(self, admin: str, min_guarantee_bps: int | None = None) -> dict[str, str]:
+        """Deploy and initialize token + pool + creditline, the creditline registered in the pool
+        (what the admin's deploy/initialize/set_creditline transactions do on a network)."""
+        if admin not in self.accounts:
+            raise RpcError(-32602, f"admin account {admin} does not exist (fund it first)")
+        token = self._new_contract(
+            "token", {"Admin": admin, "Name": "Devnet USD", "Symbol": "USDC", "Decimals": 7}
+        )
+        pool = self._new_contract(
+            "pool",
+            {"Admin": admin, "Token": token, "TotalLiquidity": 0, "LockedLiquidity": 0,
+             "TotalShares": 0},
+        )
+        cl_storage: dict[str, Any] = {"Admin": admin, "Pool": pool, "Token": token,
+                                      "LoanCounter": 0}
+        if min_guarantee_bps is not None:
+            cl_storage["MinGuaranteeBps"] = min_guarantee_bps
+        creditline = self._new_contract("creditline", cl_storage)
+        self.data[(pool, ("CreditLine",))] = creditline
+        return {"tokenId": token, "poolId": pool, "creditlineId": creditline}
+
+    # -- envelope helpers ------------------------------------------------------------------------
+    def _decode(self, xdr: str) -> TransactionEnvelope:
+        if not isinstance(xdr, str) or not xdr:
+            raise RpcError(-32602, "transaction: expected a base64 TransactionEnvelope")
+        try:
+            return TransactionEnvelope.from_xdr(xdr, self.passphrase)
+        except Exception as exc:
+            raise RpcError(-32602, f"invalid transaction envelope: {exc}") from exc
+
+    @staticmethod
+    def _invocation(env: TransactionEnvelope) -> tuple[InvokeHostFunction, sx.InvokeContractArgs]:
+        ops = env.transaction.operations
+        if len(ops) != 1 or not isinstance(ops[0], InvokeHostFunction):
+            raise RpcError(-32602, "exactly one InvokeHostFunction operation is supported")
+        hf = ops[0].host_function
+        if hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or not hf.invoke_contract:
+            raise RpcError(-32602, "only contract invocations are modeled (no uploads/deploys)")
+        return ops[0], hf.invoke_contract
+
+    def _run(self, env: TransactionEnvelope, *, record: bool, timestamp: int,
+             ledger_seq: int) -> tuple[Host, sx.SCVal | None, HostError | None]:
+        op, args = self._invocation(env)
+        storage = Storage(self.data)
+        host = Host(
+            storage,
+            self.kinds,
+            REGISTRY,
+            source=env.transaction.source.account_id,
+            ledger_seq=ledger_seq,
+            timestamp=timestamp,
+            auth_entries=None if record else list(op.auth),
+        )
+        contract = Address.from_xdr_sc_address(args.contract_address).address
+        try:
+            value = host.invoke(contract, args.function_name.sc_symbol.decode(), list(args.args))
+        except HostError as err:
+            return host, None, err
+        return host, value, None
+
+    # -- simulateTransaction ---------------------------------------------------------------------
+    def simulate(self, xdr: str) -> dict[str, Any]:
+        env = self._decode(xdr)
+        self._invocation(env)
+        source = env.transaction.source.account_id
+        base = {"latestLedger": self.latest}
+        if source not in self.accounts:
+            return {**base, "error": f"source account {source} not found"}
+        host, value, err = self._run(env, record=True, timestamp=int(time.time()),
+                                     ledger_seq=self.latest + 1)
+        if err is not None:
+            diag = xdrgen.error_diagnostic(err).to_xdr()
+            return {**base, "error": xdrgen.host_error_text(err), "events": [diag]}
+        assert value is not None
+        rw_slots = host.storage.written
+        ro_slots = host.storage.read - rw_slots
+        read_write = self._keys(rw_slots)
+        rw_set = {k.to_xdr() for k in read_write}
+        read_only = [k for k in self._keys(ro_slots, host.contracts_touched)
+                     if k.to_xdr() not in rw_set]
+        instructions = INSTRUCTIONS_PER_CALL * max(1, len(host.contracts_touched))
+        read_bytes = 200 * (len(read_only) + len(read_write))
+        write_bytes = 200 * len(read_write)
+        probe = xdrgen.footprint_data(read_only, read_write, instructions, read_bytes,
+                                      write_bytes, 0)
+        fee = xdrgen.min_resource_fee(probe.resources)
+        data = xdrgen.footprint_data(read_only, read_write, instructions, read_bytes,
+                                     write_bytes, fee)
+        return {
+            **base,
+            "transactionData": data.to_xdr(),
+            "minResourceFee": str(fee),
+            "results": [
+                {"auth": [a.to_xdr() for a in host.recorded_auth_entries()],
+                 "xdr": value.to_xdr()}
+            ],
+            "events": [],
+            "cost": {"cpuInsns": str(instructions), "memBytes": str(read_bytes + write_bytes)},
+        }
+
+    def _keys(self, slots: set[Slot], contracts: list[str] | None = None) -> list[sx.LedgerKey]:
+        seen: dict[str, sx.LedgerKey] = {}
+        for cid in contracts or []:
+            key = xdrgen.instance_ledger_key(cid)
+            seen[key.to_xdr()] = key
+        for cid, skey in sorted(slots, key=repr):
+            key = xdrgen.slot_ledger_key(cid, skey)
+            seen.setdefault(key.to_xdr(), key)
+        return list(seen.values())
+
+    # -- sendTransaction -------------------------------------------------------------------------
+    def _error(self, tx_hash: str, code: TRC, fee: int = 0) -> dict[str, Any]:
+        return {
+            "status": "ERROR",
+            "hash": tx_hash,
+            "errorResultXdr": xdrgen.tx_result(code, fee).to_xdr(),
+            "latestLedger": self.latest,
+            "latestLedgerCloseTime": str(self.close_time),
+        }
+
+    def _signed_by_source(self, env: TransactionEnvelope) -> bool:
+        source = env.transaction.source.account_id
+        keypair = Keypair.from_public_key(source)
+        tx_hash = env.hash()
+        for sig in env.signatures:
+            if sig.hint.signature_hint != keypair.signature_hint():
+                continue
+            try:
+                keypair.verify(tx_hash, sig.signature.signature)
+                return True
+            except BadSignatureError:
+                continue
+        return False
+
+    def _fee_ok(self, env: TransactionEnvelope) -> bool:
+        tx = env.transaction
+        data = tx.soroban_data
+        if data is None:
+            return False
+        declared = data.resource_fee.int64
+        if declared < xdrgen.min_resource_fee(data.resources):
+            return False
+        return tx.fee >= self.base_fee * len(tx.operations) + declared
+
+    def submit(self, xdr: str) -> dict[str, Any]:
+        env = self._decode(xdr)
+        tx_hash = env.hash_hex()
+        if any(p.record.hash == tx_hash for p in self.queue):
+            return {"status": "DUPLICATE", "hash": tx_hash, "latestLedger": self.latest,
+                    "latestLedgerCloseTime": str(self.close_time)}
+        tx = env.transaction
+        source = tx.source.account_id
+        account = self.accounts.get(source)
+        if account is None:
+            return self._error(tx_hash, TRC.txNO_ACCOUNT)
+        if not self._signed_by_source(env):
+            return self._error(tx_hash, TRC.txBAD_AUTH)
+        queued = sum(1 for p in self.queue if p.envelope.transaction.source.account_id == source)
+        if tx.sequence != account.seq + 1 + queued:
+            return self._error(tx_hash, TRC.txBAD_SEQ)
+        now = int(time.time())
+        bounds = tx.preconditions.time_bounds if tx.preconditions else None
+        if bounds is not None:
+            if bounds.max_time and now > bounds.max_time:
+                return self._error(tx_hash, TRC.txTOO_LATE)
+            if bounds.min_time and now < bounds.min_time:
+                return self._error(tx_hash, TRC.txTOO_EARLY)
+        if not self._fee_ok(env):
+            return self._error(tx_hash, TRC.txINSUFFICIENT_FEE)
+        if account.balance < tx.fee:
+            return self._error(tx_hash, TRC.txINSUFFICIENT_BALANCE)
+        try:
+            self._invocation(env)
+        except RpcError:
+            return self._error(tx_hash, TRC.txMALFORMED)
+        record = TxRecord(tx_hash, env.to_xdr(), "PENDING", now)
+        self.queue.append(Pending(record, env))
+        return {"status": "PENDING", "hash": tx_hash, "latestLedger": self.latest,
+                "latestLedgerCloseTime": str(self.close_time)}
+
+    # -- ledger close ----------------------------------------------------------------------------
+    def close_ledger(self) -> int:
+        """Close the next ledger: apply the queued transactions in submission order."""
+        seq = self.latest + 1
+        close_time = max(self.close_time, int(time.time()))
+        closed_at = datetime.fromtimestamp(close_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        queue, self.queue = self.queue, []
+        order = 0
+        for pending in queue:
+            order += 1
+            self._apply(pending, seq, close_time, closed_at, order)
+        self.prev_hash = self.ledger_hash
+        self.ledger_hash = hashlib.sha256(self.prev_hash + seq.to_bytes(8, "big")).digest()
+        self.latest, self.close_time = seq, close_time
+        return seq
+
+    def _finish(self, rec: TxRecord, seq: int, close_time: int, order: int, status: str,
+                result: sx.TransactionResult, meta: sx.TransactionMeta,
+                diagnostics: list[sx.DiagnosticEvent]) -> None:
+        rec.status, rec.ledger, rec.created_at, rec.application_order = status, seq, close_time, order
+        rec.result_xdr, rec.meta_xdr = result.to_xdr(), meta.to_xdr()
+        rec.diagnostic_events = [d.to_xdr() for d in diagnostics]
+        self.txs[rec.hash] = rec
+
+    def _apply(self, pending: Pending, seq: int, close_time: int, closed_at: str,
+               order: int) -> None:
+        rec, env = pending.record, pending.envelope
+        tx = env.transaction
+        account = self.accounts[tx.source.account_id]
+        empty_meta = xdrgen.tx_meta([], None, [])
+        # checks repeated at apply time, against the closing ledger
+        if tx.sequence != account.seq + 1:
+            self._finish(rec, seq, close_time, order, "FAILED",
+                         xdrgen.tx_result(TRC.txBAD_SEQ, 0), empty_meta, [])
+            return
+        bounds = tx.preconditions.time_bounds if tx.preconditions else None
+        if bounds is not None and bounds.max_time and close_time > bounds.max_time:
+            self._finish(rec, seq, close_time, order, "FAILED",
+                         xdrgen.tx_result(TRC.txTOO_LATE, 0), empty_meta, [])
+            return
+        if bounds is not None and bounds.min_time and close_time < bounds.min_time:
+            self._finish(rec, seq, close_time, order, "FAILED",
+                         xdrgen.tx_result(TRC.txTOO_EARLY, 0), empty_meta, [])
+            return
+        # fee is charged and the sequence consumed whatever the contract does
+        fee = tx.fee
+        account.balance -= fee
+        account.seq = tx.sequence
+        account.last_modified = seq
+        host, value, err = self._run(env, record=False, timestamp=close_time, ledger_seq=seq)
+        if err is not None:
+            diags = [xdrgen.error_diagnostic(err)]
+            self._finish(rec, seq, close_time, order, "FAILED",
+                         xdrgen.tx_result(TRC.txFAILED, fee, trapped=True),
+                         xdrgen.tx_meta([], None, diags), diags)
+            return
+        assert value is not None
+        for slot in host.storage.overlay:
+            self.modified[slot] = seq
+        host.storage.commit()
+        result_hash = hashlib.sha256(value.to_xdr_bytes()).digest()
+        self._finish(rec, seq, close_time, order, "SUCCESS",
+                     xdrgen.tx_result(TRC.txSUCCESS, fee, success_hash=result_hash),
+                     xdrgen.tx_meta(host.events, value, []), [])
+        rec.contract_events = [xdrgen.contract_event(e).to_xdr() for e in host.events]
+        for index, ev in enumerate(host.events):
+            self._record_event(ev, seq, closed_at, rec.hash, order, index)
+
+    def _record_event(self, ev: ContractEventRecord, seq: int, closed_at: str, tx_hash: str,
+                      order: int, index: int) -> None:
+        eid, key = event_id(seq, order, index)
+        self.events.append(
+            EventRecord(eid, key, seq, closed_at, ev.contract_id, ev.topics, ev.data, tx_hash, order)
+        )
+
+    # -- getTransaction ----------------------------------------------------------------------------
+    def get_transaction(self, tx_hash: str) -> dict[str, Any]:
+        if not isinstance(tx_hash, str) or len(tx_hash) != 64:
+            raise RpcError(-32602, "hash: expected a 64-character hex transaction hash")
+        base = {"txHash": tx_hash, **self.window()}
+        rec = self.txs.get(tx_hash.lower())
+        if rec is None:
+            return {**base, "status": "NOT_FOUND"}
+        return {
+            **base,
+            "status": rec.status,
+            "applicationOrder": rec.application_order,
+            "feeBump": False,
+            "envelopeXdr": rec.envelope_xdr,
+            "resultXdr": rec.result_xdr,
+            "resultMetaXdr": rec.meta_xdr,
+            "diagnosticEventsXdr": rec.diagnostic_events or None,
+            "events": {"contractEventsXdr": [rec.contract_events], "transactionEventsXdr": []},
+            "ledger": rec.ledger,
+            "createdAt": str(rec.created_at),
+        }
+
+    # -- getEvents ---------------------------------------------------------------------------------
+    def get_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        pagination = params.get("pagination") or {}
+        cursor = pagination.get("cursor")
+        limit = pagination.get("limit") or 100
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise RpcError(-32602, "limit must be between 1 and 10000")
+        start = params.get("startLedger")
+        end = params.get("endLedger")
+        if cursor:
+            if start:
+                raise RpcError(-32602, "startLedger and cursor cannot both be set")
+            after = parse_cursor(cursor)
+        elif start:
+            if not isinstance(start, int) or start < 1 or start > self.latest:
+                raise RpcError(
+                    -32600,
+                    f"startLedger must be between the oldest ledger: 1 and the latest ledger: "
+                    f"{self.latest}",
+                )
+            after = (toid(start, 0, 0), -1)
+        else:
+            raise RpcError(-32602, "either startLedger or cursor must be set")
+        filters = params.get("filters") or []
+        matched: list[EventRecord] = []
+        for ev in self.events:  # already in (ledger, tx, index) order
+            if ev.order <= after:
+                continue
+            if end and ev.ledger >= end:
+                break
+            if filters and not any(self._match(ev, f) for f in filters):
+                continue
+            matched.append(ev)
+            if len(matched) == limit:
+                break
+        if len(matched) == limit:
+            next_cursor = matched[-1].id
+        else:
+            stop = min(end, self.latest + 1) if end else self.latest + 1
+            next_cursor = f"{toid(stop, 0, 0):019d}-{0:010d}"
+        return {
+            "events": [e.to_json() for e in matched],
+            "cursor": next_cursor,
+            **self.window(),
+        }
+
+    @staticmethod
+    def _match(ev: EventRecord, flt: dict[str, Any]) -> bool:
+        kind = flt.get("type")
+        if kind and kind != "contract":
+            return False
+        ids = flt.get("contractIds")
+        if ids and ev.contract_id not in ids:
+            return False
+        patterns = flt.get("topics")
+        if not patterns:
+            return True
+        topics = [t.to_xdr() for t in ev.topics]
+        for pattern in patterns:
+            if pattern and pattern[-1] == "**":
+                head = pattern[:-1]
+                if len(topics) < len(head):
+                    continue
+            else:
+                head = pattern
+                if len(topics) != len(head):
+                    continue
+            if all(p == "*" or p == t for p, t in zip(head, topics, strict=False)):
+                return True
+        return False
+
+    # -- getLedgerEntries ------------------------------------------------------------------------
+    def get_ledger_entries(self, keys: list[str]) -> dict[str, Any]:
+        if not isinstance(keys, list) or not keys:
+            raise RpcError(-32602, "keys: expected a non-empty list of LedgerKey XDR")
+        entries = []
+        for key_xdr in keys:
+            try:
+                key = sx.LedgerKey.from_xdr(key_xdr)
+            except Exception as exc:
+                raise RpcError(-32602, f"invalid ledger key: {exc}") from exc
+            found = self._entry(key)
+            if found is not None:
+                data, modified = found
+                entries.append({"key": key_xdr, "xdr": data.to_xdr(),
+                                "lastModifiedLedgerSeq": modified,
+                                "liveUntilLedgerSeq": self.latest + 2_000_000})
+        return {"entries": entries, "latestLedger": self.latest}
+
+    def _entry(self, key: sx.LedgerKey) -> tuple[sx.LedgerEntryData, int] | None:
+        if key.type == sx.LedgerEntryType.ACCOUNT and key.account is not None:
+            account_id = StrKey.encode_ed25519_public_key(
+                key.account.account_id.account_id.ed25519.uint256
+            )
+            acct = self.accounts.get(account_id)
+            if acct is None:
+                return None
+            return xdrgen.account_entry(account_id, acct.balance, acct.seq), acct.last_modified
+        if key.type == sx.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
+            cid = Address.from_xdr_sc_address(key.contract_data.contract).address
+            kind = self.kinds.get(cid)
+            if kind is None:
+                return None
+            skey = key.contract_data.key
+            if skey.type == sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
+                storage = {k[0]: v for (c, k), v in self.data.items()
+                           if c == cid and k[0] in INSTANCE_KEYS}
+                modified = max((m for (c, k), m in self.modified.items()
+                                if c == cid and k[0] in INSTANCE_KEYS), default=1)
+                return xdrgen.instance_entry(cid, kind, storage), modified
+            native = scval.to_native(skey)
+            if not isinstance(native, list) or not native:
+                return None
+            parts = tuple(p.address if isinstance(p, Address) else p for p in native)
+            slot = (cid, parts)
+            if slot not in self.data:
+                return None
+            return (xdrgen.slot_entry(cid, kind, parts, self.data[slot]),
+                    self.modified.get(slot, 1))
+        return None

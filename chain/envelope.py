@@ -1,0 +1,49 @@
+"""Pure envelope helpers (no I/O).
+
+The funding hash is fixed before the borrower signs, so the API can refuse a relayed envelope
+whose hash differs from the one it handed out, and check the borrower's signature locally before
+spending an RPC round trip."""
+
+from __future__ import annotations
+
+from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk.exceptions import BadSignatureError
+
+
+def _decode(xdr: str, network_passphrase: str) -> TransactionEnvelope:
+    try:
+        return TransactionEnvelope.from_xdr(xdr, network_passphrase)
+    except Exception as exc:  # the XDR library raises a zoo of types on garbage
+        raise ValueError(f"not a transaction envelope: {exc}") from exc
+
+
+def envelope_hash(xdr: str, network_passphrase: str) -> str:
+    """Network-specific transaction hash (hex); signatures do not change it."""
+    return _decode(xdr, network_passphrase).hash_hex()
+
+
+def is_signed_by(xdr: str, public_key: str, network_passphrase: str) -> bool:
+    """True when one of the envelope's signatures is a valid ed25519 signature of `public_key`."""
+    try:
+        envelope = _decode(xdr, network_passphrase)
+        keypair = Keypair.from_public_key(public_key)
+    except ValueError:
+        return False
+    tx_hash = envelope.hash()
+    hint = keypair.signature_hint()
+    for decorated in envelope.signatures:
+        if decorated.hint.signature_hint != hint:
+            continue
+        try:
+            keypair.verify(tx_hash, decorated.signature.signature)
+            return True
+        except BadSignatureError:
+            continue
+    return False
+
+
+def sign_envelope(xdr: str, secret: str, network_passphrase: str) -> str:
+    """Sign as the holder of `secret` would in a wallet; returns the signed envelope XDR."""
+    envelope = _decode(xdr, network_passphrase)
+    envelope.sign(Keypair.from_secret(secret))
+    return envelope.to_xdr()
