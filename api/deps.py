@@ -37,7 +37,8 @@ class Services:
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         ledger = Ledger(redis, prefix=settings.ledger_prefix,
                         safety_buffer=settings.safety_buffer_stroops)
-        chain = ChainClient(settings.rpc_url, settings.network_passphrase)
+        chain = ChainClient(settings.rpc_url, settings.network_passphrase,
+                            base_fee=settings.base_fee)
         return cls(settings=settings, redis=redis, ledger=ledger, chain=chain)
 
     async def temporal(self) -> Client:

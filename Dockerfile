@@ -1,0 +1,30 @@
+# One image for every Python process of the stack (API, worker, watcher, devnet, init jobs):
+# the process is chosen by the compose service's `command`.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# Dependencies first, so a code change does not reinstall them.
+COPY pyproject.toml ./
+RUN mkdir -p core liquidity chain workflows activities api \
+    && for d in core liquidity chain workflows activities api; do touch $d/__init__.py; done \
+    && pip install . \
+    && pip uninstall -y liquidity-saga \
+    && rm -rf core liquidity chain workflows activities api
+
+COPY core ./core
+COPY liquidity ./liquidity
+COPY chain ./chain
+COPY workflows ./workflows
+COPY activities ./activities
+COPY api ./api
+COPY tools ./tools
+COPY worker.py watcher.py ./
+
+# Settings come from the environment and from /app/.run/stack.env (written by the init job).
+RUN mkdir -p /app/.run && useradd --create-home --uid 10001 app && chown -R app /app
+USER app
+
+EXPOSE 8080
+CMD ["python", "-m", "uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,0 +1,90 @@
+"""docker-compose's one-shot init job: what `make run` does between starting the servers and
+starting the app processes, for the containerised stack.
+
+Registers the loan search attributes on the Temporal cluster, bootstraps the devnet (pool,
+creditline, LP liquidity, demo borrowers) unless .run/chain.json already names a live pool,
+establishes the pool in the reservation ledger when Redis does not know it, and writes the
+POOLS / NETWORK_PASSPHRASE lines of .run/stack.env that every app container reads (the rest of
+their settings come from the compose environment). Safe to re-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from tools import stack
+from tools.search_attrs import _main as register_search_attributes
+
+
+def wait_for_rpc(url: str, timeout_s: float = 120) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if stack.rpc_call(url, "getHealth").get("status") == "healthy":
+                return str(stack.rpc_call(url, "getNetwork")["passphrase"])
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"devnet at {url} not healthy: {exc}") from exc
+        time.sleep(2)
+
+
+async def pool_is_live(env: dict[str, str], pool_id: str) -> bool:
+    from chain.client import ChainClient
+
+    try:
+        await ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"]).pool_stats(pool_id)
+    except Exception:
+        return False
+    return True
+
+
+async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
+    import redis.asyncio as aioredis
+
+    from liquidity.ledger import Ledger
+
+    client = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+    try:
+        ledger = Ledger(client, prefix=env.get("LEDGER_PREFIX", "liq"))
+        return (await ledger.status(pool_id)).known
+    finally:
+        await client.aclose()
+
+
+def main() -> int:
+    env = dict(os.environ)
+    rc = asyncio.run(register_search_attributes(env["TEMPORAL_ADDRESS"],
+                                                env.get("TEMPORAL_NAMESPACE", "default"), 180))
+    if rc:
+        return rc
+    env["NETWORK_PASSPHRASE"] = wait_for_rpc(env["RPC_URL"])
+    stack.RUN.mkdir(exist_ok=True)
+    stack.LOGS.mkdir(exist_ok=True)
+    chain: dict[str, Any] | None = None
+    if stack.CHAIN_FILE.exists():
+        chain = json.loads(stack.CHAIN_FILE.read_text())
+        if not asyncio.run(pool_is_live(env, chain["pool_id"])):
+            print("chain.json names a pool the devnet does not have: bootstrapping again")
+            chain = None
+    if chain is None:
+        chain = stack.bootstrap_chain(env["RPC_URL"], env)
+    pool_id = chain["pool_id"]
+    if asyncio.run(ledger_knows(env, pool_id)):
+        print(f"ledger already knows pool {pool_id}: left to the reconciler")
+    else:
+        figures = asyncio.run(stack.establish_pool(env, pool_id))
+        print(f"ledger: pool {pool_id} established at ledger {figures['ledger']}")
+    stack.write_env({
+        "POOLS": json.dumps({pool_id: chain["creditline_id"]}),
+        "NETWORK_PASSPHRASE": env["NETWORK_PASSPHRASE"],
+    })
+    print(f"wrote {stack.ENV_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
