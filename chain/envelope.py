@@ -32,10 +32,10 @@ def is_signed_by(xdr: str, public_key: str, network_passphrase: str) -> bool:
     tx_hash = envelope.hash()
     hint = keypair.signature_hint()
     for decorated in envelope.signatures:
-        if decorated.hint.signature_hint != hint:
+        if decorated.signature_hint != hint:
             continue
         try:
-            keypair.verify(tx_hash, decorated.signature.signature)
+            keypair.verify(tx_hash, decorated.signature)
             return True
         except BadSignatureError:
             continue

@@ -252,10 +252,7 @@ class Chain:
     def simulate(self, xdr: str) -> dict[str, Any]:
         env = self._decode(xdr)
         self._invocation(env)
-        source = env.transaction.source.account_id
         base = {"latestLedger": self.latest}
-        if source not in self.accounts:
-            return {**base, "error": f"source account {source} not found"}
         host, value, err = self._run(env, record=True, timestamp=int(time.time()),
                                      ledger_seq=self.latest + 1)
         if err is not None:
@@ -313,10 +310,10 @@ class Chain:
         keypair = Keypair.from_public_key(source)
         tx_hash = env.hash()
         for sig in env.signatures:
-            if sig.hint.signature_hint != keypair.signature_hint():
+            if sig.signature_hint != keypair.signature_hint():
                 continue
             try:
-                keypair.verify(tx_hash, sig.signature.signature)
+                keypair.verify(tx_hash, sig.signature)
                 return True
             except BadSignatureError:
                 continue

@@ -1,0 +1,214 @@
+"""The chain client the saga uses: build the funding transaction, read the pool, submit, follow.
+
+Only `stellar_sdk.SorobanServerAsync` talks to the network, so the same code points at the local
+devnet or at testnet by changing `rpc_url` and `network_passphrase`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from stellar_sdk import Account, Keypair, SorobanServerAsync, TransactionBuilder, scval
+from stellar_sdk import xdr as sx
+from stellar_sdk.exceptions import (
+    AccountNotFoundException,
+    BaseRequestError,
+    PrepareTransactionException,
+    SorobanRpcErrorResponse,
+)
+from stellar_sdk.soroban_rpc import (
+    EventFilter,
+    EventFilterType,
+    GetTransactionStatus,
+    SendTransactionStatus,
+)
+
+from chain import decode
+from chain.envelope import envelope_hash
+from chain.errors import ChainRefusal, ChainUnavailable
+from chain.types import EventPage, FailureReason, FundingTx, PoolStats, SubmitResult, TxStatus
+from core.models import LoanTerms
+
+T = TypeVar("T")
+
+# Simulation of read-only calls needs *a* source account but never its signature or sequence.
+_READER = Keypair.from_raw_ed25519_seed(b"liquidity-saga read-only source!").public_key
+_MAX_IDS_PER_FILTER = 5  # Soroban RPC limit
+
+
+def loan_args(terms: LoanTerms) -> list[sx.SCVal]:
+    """Arguments of CreditLine `create_loan`, typed as the contract declares them."""
+    schedule = scval.to_vec(
+        [
+            scval.to_struct(
+                {"amount": scval.to_int128(i.amount), "due_date": scval.to_uint64(i.due_date)}
+            )
+            for i in terms.repayment_schedule
+        ]
+    )
+    return [
+        scval.to_address(terms.borrower),
+        scval.to_address(terms.vendor),
+        scval.to_int128(terms.total_amount),
+        scval.to_int128(terms.guarantee_amount),
+        schedule,
+        scval.to_uint32(terms.loan_type),
+    ]
+
+
+class ChainClient:
+    def __init__(self, rpc_url: str, network_passphrase: str, *, base_fee: int = 100) -> None:
+        self.rpc_url = rpc_url
+        self.network_passphrase = network_passphrase
+        self.base_fee = base_fee
+        self._server = SorobanServerAsync(rpc_url)
+
+    async def close(self) -> None:
+        await self._server.close()
+
+    async def _call(self, awaitable: Awaitable[T]) -> T:
+        """Transport trouble becomes ChainUnavailable; an RPC-level error is a refusal."""
+        try:
+            return await awaitable
+        except SorobanRpcErrorResponse as exc:
+            if exc.code == -32603:
+                raise ChainUnavailable(f"RPC internal error: {exc.message}") from exc
+            raise ChainRefusal(FailureReason.MALFORMED, f"RPC error {exc.code}: {exc.message}") from exc
+        except (BaseRequestError, asyncio.TimeoutError, OSError) as exc:
+            raise ChainUnavailable(f"RPC {self.rpc_url} unreachable: {exc}") from exc
+
+    async def latest_ledger(self) -> int:
+        return (await self._call(self._server.get_latest_ledger())).sequence
+
+    # -- building ------------------------------------------------------------------------------
+    async def build_funding_tx(self, creditline_id: str, terms: LoanTerms, *,
+                               max_time: int) -> FundingTx:
+        """The borrower's create_loan transaction, prepared (footprint, auth, resource fee) and
+        bounded by `max_time`, so it cannot land after the reservation that backs it expires."""
+        try:
+            account = await self._call(self._server.load_account(terms.borrower))
+        except AccountNotFoundException as exc:
+            raise ChainRefusal(FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found") from exc
+        tx = (
+            TransactionBuilder(account, self.network_passphrase, self.base_fee)
+            .append_invoke_contract_function_op(creditline_id, "create_loan", loan_args(terms))
+            .add_time_bounds(0, max_time)
+            .build()
+        )
+        try:
+            prepared = await self._call(self._server.prepare_transaction(tx))
+        except PrepareTransactionException as exc:
+            text = exc.simulate_transaction_response.error or str(exc)
+            reason, detail = decode.decode_simulation_error(text, creditline_id, "create_loan")
+            raise ChainRefusal(reason, detail) from exc
+        return FundingTx(
+            xdr=prepared.to_xdr(),
+            tx_hash=prepared.hash_hex(),
+            max_time=max_time,
+            source=terms.borrower,
+            sequence=prepared.transaction.sequence,
+        )
+
+    async def simulate_read(self, contract_id: str, function: str,
+                            args: list[sx.SCVal] | None = None) -> tuple[Any, int]:
+        """Call a read-only contract function through simulation: (native value, latest ledger)."""
+        tx = (
+            TransactionBuilder(Account(_READER, 0), self.network_passphrase, self.base_fee)
+            .append_invoke_contract_function_op(contract_id, function, args or [])
+            .set_timeout(0)
+            .build()
+        )
+        resp = await self._call(self._server.simulate_transaction(tx))
+        if resp.error:
+            reason, detail = decode.decode_simulation_error(resp.error, contract_id, function)
+            raise ChainRefusal(reason, detail)
+        if not resp.results:
+            raise ChainRefusal(FailureReason.UNKNOWN, "simulation returned no result")
+        return scval.to_native(resp.results[0].xdr), resp.latest_ledger
+
+    async def pool_stats(self, pool_id: str) -> PoolStats:
+        value, ledger = await self.simulate_read(pool_id, "get_pool_stats")
+        return PoolStats(**{k: int(v) for k, v in value.items()}, ledger=ledger)
+
+    # -- submitting and following ----------------------------------------------------------------
+    async def submit(self, signed_xdr: str) -> SubmitResult:
+        try:
+            tx_hash = envelope_hash(signed_xdr, self.network_passphrase)
+        except ValueError as exc:
+            raise ChainRefusal(FailureReason.MALFORMED, str(exc)) from exc
+        resp = await self._call(self._server.send_transaction(signed_xdr))
+        status = {
+            SendTransactionStatus.PENDING: "pending",
+            SendTransactionStatus.DUPLICATE: "duplicate",
+            SendTransactionStatus.TRY_AGAIN_LATER: "try_again_later",
+            SendTransactionStatus.ERROR: "error",
+        }[resp.status]
+        if resp.status != SendTransactionStatus.ERROR:
+            return SubmitResult(status=status, tx_hash=resp.hash or tx_hash)  # type: ignore[arg-type]
+        reason, detail = FailureReason.UNKNOWN, "no errorResultXdr"
+        if resp.error_result_xdr:
+            code = decode.result_code(resp.error_result_xdr)
+            reason, detail = decode.reason_for_code(code), code.name
+        return SubmitResult(status="error", tx_hash=resp.hash or tx_hash, reason=reason,
+                            detail=detail)
+
+    async def transaction(self, tx_hash: str) -> TxStatus:
+        resp = await self._call(self._server.get_transaction(tx_hash))
+        if resp.status == GetTransactionStatus.NOT_FOUND:
+            return TxStatus(status="not_found", tx_hash=tx_hash)
+        contract, function = (decode.invoked_function(resp.envelope_xdr, self.network_passphrase)
+                              if resp.envelope_xdr else (None, None))
+        if resp.status == GetTransactionStatus.SUCCESS:
+            loan_id = None
+            if function == "create_loan":
+                value = decode.return_value(resp.result_meta_xdr)
+                loan_id = value if isinstance(value, int) else None
+            return TxStatus(status="success", tx_hash=tx_hash, ledger=resp.ledger,
+                            chain_loan_id=loan_id)
+        reason, detail = FailureReason.UNKNOWN, ""
+        if resp.result_xdr:
+            code = decode.result_code(resp.result_xdr)
+            reason, detail = decode.reason_for_code(code), code.name
+            if code == sx.TransactionResultCode.txFAILED:
+                diagnostics = resp.diagnostic_events_xdr or decode.meta_diagnostics(
+                    resp.result_meta_xdr
+                )
+                found = decode.error_from_diagnostics(diagnostics)
+                if found is not None:
+                    kind, err_code, failing = found
+                    reason = decode.reason_for_host_error(kind, err_code, failing, contract,
+                                                          function)
+                    detail = f"Error({kind}, #{err_code})" if kind == "Contract" else \
+                        f"Error({kind}, {err_code})"
+                else:
+                    reason = FailureReason.CONTRACT_ERROR
+        return TxStatus(status="failed", tx_hash=tx_hash, ledger=resp.ledger, reason=reason,
+                        detail=detail)
+
+    async def events(self, contract_ids: list[str], *, start_ledger: int | None = None,
+                     cursor: str | None = None, limit: int = 100,
+                     names: list[str] | None = None) -> EventPage:
+        """One page of contract events. `cursor` wins over `start_ledger`; with neither, start at
+        the latest ledger. Pass the returned cursor back to continue where this page ended."""
+        topics = [[scval.to_symbol(n).to_xdr(), "**"] for n in names] if names else None
+        filters = [
+            EventFilter(event_type=EventFilterType.CONTRACT,
+                        contract_ids=contract_ids[i:i + _MAX_IDS_PER_FILTER], topics=topics)
+            for i in range(0, len(contract_ids), _MAX_IDS_PER_FILTER)
+        ]
+        if cursor is None and start_ledger is None:
+            start_ledger = await self.latest_ledger()
+        resp = await self._call(
+            self._server.get_events(
+                start_ledger=None if cursor else start_ledger,
+                filters=filters or None,
+                cursor=cursor,
+                limit=limit,
+            )
+        )
+        return EventPage(
+            events=[decode.decode_event(e) for e in resp.events],
+            cursor=resp.cursor or (resp.events[-1].id if resp.events else cursor),
+            latest_ledger=resp.latest_ledger,
+        )
