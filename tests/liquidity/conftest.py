@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,6 +16,15 @@ BIG = 10**15  # a borrower limit that never binds
 @pytest.fixture
 def ledger(redis_client: aioredis.Redis, key_prefix: str) -> Ledger:
     return Ledger(redis_client, prefix=key_prefix)
+
+
+@pytest.fixture
+async def wide_ledger(redis_url: str, key_prefix: str) -> AsyncIterator[Ledger]:
+    """A ledger whose client may hold 300 connections: redis-py 8 caps a pool at 100 by default
+    and raises (not waits) beyond, and the concurrency tests keep 200+ calls in flight."""
+    client = aioredis.from_url(redis_url, decode_responses=True, max_connections=300)
+    yield Ledger(client, prefix=key_prefix)
+    await client.aclose()
 
 
 @pytest.fixture

@@ -54,7 +54,8 @@ async def test_reserved_carries_redis_time_expiry_hold_and_fence(
     assert stored is not None
     assert (stored.borrower, stored.amount, stored.fence) == ("alice", 100, first.fence)
     audit = await ledger.audit(pool, count=2)
-    assert [(a.action, a.loan_id, a.amount, a.reserved_before, a.reserved_after) for a in audit] == [
+    rows = [(a.action, a.loan_id, a.amount, a.reserved_before, a.reserved_after) for a in audit]
+    assert rows == [
         ("reserve", "L2", 200, 100, 300),
         ("reserve", "L1", 100, 0, 100),
     ]
@@ -104,14 +105,14 @@ async def test_amounts_beyond_double_precision_are_exact(
     ledger: Ledger, pool: str, redis_client: aioredis.Redis
 ) -> None:
     """2**60 + 1 is not representable as a double; Lua numbers would round it."""
-    big = 2**60 + 1
+    big, limit = 2**60 + 1, 2**62
     await establish(ledger, pool, big)
-    refused = await ledger.reserve(pool, "L0", "alice", big + 1, ttl_ms=60_000, borrower_limit=2**62)
+    refused = await ledger.reserve(pool, "L0", "alice", big + 1, ttl_ms=9_000, borrower_limit=limit)
     assert refused == Insufficient(available=big, required=big + 1, shortage=1)
-    granted = await ledger.reserve(pool, "L1", "alice", big - 1, ttl_ms=60_000, borrower_limit=2**62)
+    granted = await ledger.reserve(pool, "L1", "alice", big - 1, ttl_ms=9_000, borrower_limit=limit)
     assert isinstance(granted, Reserved) and granted.amount == big - 1
     assert (await ledger.status(pool)).available == 1
-    refused = await ledger.reserve(pool, "L2", "bob", 2, ttl_ms=60_000, borrower_limit=2**62)
+    refused = await ledger.reserve(pool, "L2", "bob", 2, ttl_ms=9_000, borrower_limit=limit)
     assert refused == Insufficient(available=1, required=2, shortage=1)
     await check(redis_client, ledger, pool)
 
