@@ -22,8 +22,8 @@ def decline_reasons(terms: LoanTerms, *, settings: Settings, now: int) -> list[s
         reasons.append(f"total_amount {total} is below the minimum {settings.min_loan_stroops}")
     if total > settings.max_loan_stroops:
         reasons.append(f"total_amount {total} is above the maximum {settings.max_loan_stroops}")
-    if guarantee < 0:
-        reasons.append("guarantee_amount must not be negative")
+    if guarantee <= 0:
+        reasons.append("guarantee_amount must be positive (the creditline escrows it)")
     if guarantee >= total:
         reasons.append("guarantee_amount must be less than total_amount (nothing to fund)")
     if guarantee * 10_000 < total * settings.min_guarantee_ratio_bps:
