@@ -1,0 +1,49 @@
+"""Envelope helpers: the API relies on them to refuse a relayed XDR that is not the one it built."""
+
+from __future__ import annotations
+
+import pytest
+from stellar_sdk import Account, Keypair, TransactionBuilder, scval
+
+from chain.envelope import envelope_hash, is_signed_by, sign_envelope
+
+PASSPHRASE = "Local Devnet ; liquidity-saga"
+CONTRACT = "CA3D5KRYM6CB7OWQ6TWYRR3Z4T7GNZLKERYNZGGA5SOAOPIFY6YQGAXE"
+
+
+def _unsigned(source: Keypair) -> str:
+    return (
+        TransactionBuilder(Account(source.public_key, 41), PASSPHRASE, 100)
+        .append_invoke_contract_function_op(CONTRACT, "deposit", [scval.to_int128(5)])
+        .add_time_bounds(0, 2_000_000_000)
+        .build()
+        .to_xdr()
+    )
+
+
+def test_hash_is_fixed_before_signing_and_network_specific() -> None:
+    kp = Keypair.random()
+    xdr = _unsigned(kp)
+    signed = sign_envelope(xdr, kp.secret, PASSPHRASE)
+    assert signed != xdr
+    assert envelope_hash(signed, PASSPHRASE) == envelope_hash(xdr, PASSPHRASE)
+    assert envelope_hash(xdr, "Test SDF Network ; September 2015") != envelope_hash(xdr, PASSPHRASE)
+    assert len(envelope_hash(xdr, PASSPHRASE)) == 64
+
+
+def test_is_signed_by_checks_the_key_and_the_network() -> None:
+    borrower, stranger = Keypair.random(), Keypair.random()
+    xdr = _unsigned(borrower)
+    assert not is_signed_by(xdr, borrower.public_key, PASSPHRASE)
+    signed = sign_envelope(xdr, borrower.secret, PASSPHRASE)
+    assert is_signed_by(signed, borrower.public_key, PASSPHRASE)
+    assert not is_signed_by(signed, stranger.public_key, PASSPHRASE)
+    # a signature made for another network does not verify here
+    other = sign_envelope(xdr, borrower.secret, "Test SDF Network ; September 2015")
+    assert not is_signed_by(other, borrower.public_key, PASSPHRASE)
+
+
+def test_garbage_is_refused() -> None:
+    with pytest.raises(ValueError):
+        envelope_hash("not-xdr", PASSPHRASE)
+    assert not is_signed_by("not-xdr", Keypair.random().public_key, PASSPHRASE)
