@@ -85,11 +85,11 @@ async def wait_view(
     loan_id: str,
     predicate: Any = None,
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
 ) -> LoanView:
     """Poll the loan's query until `predicate(view)` holds (default: a terminal state)."""
     predicate = predicate or (lambda v: v.state in TERMINAL_STATES)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     view: LoanView | None = None
     while time.monotonic() < deadline:
         view = await loan_view(client, loan_id)
@@ -99,7 +99,9 @@ async def wait_view(
     raise AssertionError(f"loan {loan_id} did not reach the expected state; last view: {view}")
 
 
-async def wait_state(client: Client, loan_id: str, state: LoanState, timeout: float = 30) -> LoanView:
-    view = await wait_view(client, loan_id, lambda v: v.state in TERMINAL_STATES, timeout=timeout)
+async def wait_state(
+    client: Client, loan_id: str, state: LoanState, within: float = 30
+) -> LoanView:
+    view = await wait_view(client, loan_id, lambda v: v.state in TERMINAL_STATES, within=within)
     assert view.state == state, view
     return view

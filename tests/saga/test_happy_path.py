@@ -35,7 +35,9 @@ async def test_loan_is_funded_and_ledger_matches_chain(saga_stack, deploy_pool, 
     status = await stack.ledger.status(pool.pool_id)
     assert status.available == 60 * UNIT
 
-    submit = await stack.chain.submit(signed(offer, borrower.secret, stack.settings.network_passphrase))
+    submit = await stack.chain.submit(
+        signed(offer, borrower.secret, stack.settings.network_passphrase)
+    )
     assert submit.status == "pending", submit
     assert submit.tx_hash == offer.funding.tx_hash
     await signal_submitted(stack.client, loan_id, Submitted(tx_hash=submit.tx_hash))
