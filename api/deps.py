@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from chain.client import ChainClient
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from api.errors import ApiError
+from chain.client import ChainClient
 from core.settings import Settings
 from liquidity.ledger import Ledger
 from workflows import loan_client

@@ -24,6 +24,7 @@ from api.schemas import (
     amounts_as_decimal,
 )
 from chain.envelope import envelope_hash, is_signed_by
+from chain.errors import ChainRefusal, ChainUnavailable
 from core.models import (
     TERMINAL_STATES,
     Cancel,
@@ -217,7 +218,11 @@ async def submit_loan(
 
     try:
         sent = await svc.chain.submit(body.signed_xdr)
-    except Exception as exc:
+    except ChainRefusal as exc:
+        raise ApiError(422, "tx_rejected", "the chain refused the transaction",
+                       {"reason": exc.reason.value, "detail": exc.detail[:500],
+                        "tx_hash": tx_hash}) from exc
+    except ChainUnavailable as exc:
         raise ApiError(503, "chain_unavailable", "the chain RPC did not answer; retry",
                        {"reason": type(exc).__name__}, {"Retry-After": "2"}) from exc
     if sent.status == "try_again_later":

@@ -51,6 +51,18 @@ async def api_server(saga_stack: Any) -> AsyncIterator[ApiServer]:
     await asyncio.wait_for(task, timeout=15)
 
 
+@pytest.fixture(scope="session")
+async def shared_pool(saga_stack: Any, devnet: Any) -> Any:
+    """One established pool for tests that only need *a* configured pool (validation, auth):
+    registering made-up pool ids would send the shared watcher after contracts that do not
+    exist."""
+    from chain.devnet_kit import deploy_pool
+
+    pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=1_000 * 10_000_000)
+    await saga_stack.add_pool(pool)
+    return pool
+
+
 @pytest.fixture
 async def http(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_server.base_url, timeout=30) as client:
