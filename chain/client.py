@@ -5,7 +5,6 @@ devnet or at testnet by changing `rpc_url` and `network_passphrase`."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -74,22 +73,27 @@ class ChainClient:
         except SorobanRpcErrorResponse as exc:
             if exc.code == -32603:
                 raise ChainUnavailable(f"RPC internal error: {exc.message}") from exc
-            raise ChainRefusal(FailureReason.MALFORMED, f"RPC error {exc.code}: {exc.message}") from exc
-        except (BaseRequestError, asyncio.TimeoutError, OSError) as exc:
+            raise ChainRefusal(
+                FailureReason.MALFORMED, f"RPC error {exc.code}: {exc.message}"
+            ) from exc
+        except (TimeoutError, BaseRequestError, OSError) as exc:
             raise ChainUnavailable(f"RPC {self.rpc_url} unreachable: {exc}") from exc
 
     async def latest_ledger(self) -> int:
         return (await self._call(self._server.get_latest_ledger())).sequence
 
     # -- building ------------------------------------------------------------------------------
-    async def build_funding_tx(self, creditline_id: str, terms: LoanTerms, *,
-                               max_time: int) -> FundingTx:
+    async def build_funding_tx(
+        self, creditline_id: str, terms: LoanTerms, *, max_time: int
+    ) -> FundingTx:
         """The borrower's create_loan transaction, prepared (footprint, auth, resource fee) and
         bounded by `max_time`, so it cannot land after the reservation that backs it expires."""
         try:
             account = await self._call(self._server.load_account(terms.borrower))
         except AccountNotFoundException as exc:
-            raise ChainRefusal(FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found") from exc
+            raise ChainRefusal(
+                FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found"
+            ) from exc
         tx = (
             TransactionBuilder(account, self.network_passphrase, self.base_fee)
             .append_invoke_contract_function_op(creditline_id, "create_loan", loan_args(terms))
@@ -110,8 +114,9 @@ class ChainClient:
             sequence=prepared.transaction.sequence,
         )
 
-    async def simulate_read(self, contract_id: str, function: str,
-                            args: list[sx.SCVal] | None = None) -> tuple[Any, int]:
+    async def simulate_read(
+        self, contract_id: str, function: str, args: list[sx.SCVal] | None = None
+    ) -> tuple[Any, int]:
         """Call a read-only contract function through simulation: (native value, latest ledger)."""
         tx = (
             TransactionBuilder(Account(_READER, 0), self.network_passphrase, self.base_fee)
@@ -145,27 +150,32 @@ class ChainClient:
             SendTransactionStatus.ERROR: "error",
         }[resp.status]
         if resp.status != SendTransactionStatus.ERROR:
-            return SubmitResult(status=status, tx_hash=resp.hash or tx_hash)  # type: ignore[arg-type]
+            return SubmitResult(status=status, tx_hash=resp.hash or tx_hash)
         reason, detail = FailureReason.UNKNOWN, "no errorResultXdr"
         if resp.error_result_xdr:
             code = decode.result_code(resp.error_result_xdr)
             reason, detail = decode.reason_for_code(code), code.name
-        return SubmitResult(status="error", tx_hash=resp.hash or tx_hash, reason=reason,
-                            detail=detail)
+        return SubmitResult(
+            status="error", tx_hash=resp.hash or tx_hash, reason=reason, detail=detail
+        )
 
     async def transaction(self, tx_hash: str) -> TxStatus:
         resp = await self._call(self._server.get_transaction(tx_hash))
         if resp.status == GetTransactionStatus.NOT_FOUND:
             return TxStatus(status="not_found", tx_hash=tx_hash)
-        contract, function = (decode.invoked_function(resp.envelope_xdr, self.network_passphrase)
-                              if resp.envelope_xdr else (None, None))
+        contract, function = (
+            decode.invoked_function(resp.envelope_xdr, self.network_passphrase)
+            if resp.envelope_xdr
+            else (None, None)
+        )
         if resp.status == GetTransactionStatus.SUCCESS:
             loan_id = None
             if function == "create_loan":
                 value = decode.return_value(resp.result_meta_xdr)
                 loan_id = value if isinstance(value, int) else None
-            return TxStatus(status="success", tx_hash=tx_hash, ledger=resp.ledger,
-                            chain_loan_id=loan_id)
+            return TxStatus(
+                status="success", tx_hash=tx_hash, ledger=resp.ledger, chain_loan_id=loan_id
+            )
         reason, detail = FailureReason.UNKNOWN, ""
         if resp.result_xdr:
             code = decode.result_code(resp.result_xdr)
@@ -177,24 +187,38 @@ class ChainClient:
                 found = decode.error_from_diagnostics(diagnostics)
                 if found is not None:
                     kind, err_code, failing = found
-                    reason = decode.reason_for_host_error(kind, err_code, failing, contract,
-                                                          function)
-                    detail = f"Error({kind}, #{err_code})" if kind == "Contract" else \
-                        f"Error({kind}, {err_code})"
+                    reason = decode.reason_for_host_error(
+                        kind, err_code, failing, contract, function
+                    )
+                    detail = (
+                        f"Error({kind}, #{err_code})"
+                        if kind == "Contract"
+                        else f"Error({kind}, {err_code})"
+                    )
                 else:
                     reason = FailureReason.CONTRACT_ERROR
-        return TxStatus(status="failed", tx_hash=tx_hash, ledger=resp.ledger, reason=reason,
-                        detail=detail)
+        return TxStatus(
+            status="failed", tx_hash=tx_hash, ledger=resp.ledger, reason=reason, detail=detail
+        )
 
-    async def events(self, contract_ids: list[str], *, start_ledger: int | None = None,
-                     cursor: str | None = None, limit: int = 100,
-                     names: list[str] | None = None) -> EventPage:
+    async def events(
+        self,
+        contract_ids: list[str],
+        *,
+        start_ledger: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        names: list[str] | None = None,
+    ) -> EventPage:
         """One page of contract events. `cursor` wins over `start_ledger`; with neither, start at
         the latest ledger. Pass the returned cursor back to continue where this page ended."""
         topics = [[scval.to_symbol(n).to_xdr(), "**"] for n in names] if names else None
         filters = [
-            EventFilter(event_type=EventFilterType.CONTRACT,
-                        contract_ids=contract_ids[i:i + _MAX_IDS_PER_FILTER], topics=topics)
+            EventFilter(
+                event_type=EventFilterType.CONTRACT,
+                contract_ids=contract_ids[i : i + _MAX_IDS_PER_FILTER],
+                topics=topics,
+            )
             for i in range(0, len(contract_ids), _MAX_IDS_PER_FILTER)
         ]
         if cursor is None and start_ledger is None:

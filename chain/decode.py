@@ -54,15 +54,17 @@ def reason_for_code(code: TRC) -> FailureReason:
     return RESULT_CODE_REASONS.get(code, FailureReason.UNKNOWN)
 
 
-def reason_for_contract_error(code: int, failing: str | None, invoked: str | None,
-                              function: str | None) -> FailureReason:
+def reason_for_contract_error(
+    code: int, failing: str | None, invoked: str | None, function: str | None
+) -> FailureReason:
     if failing is not None and invoked is not None and failing != invoked:
         return NESTED_CODES.get(code, FailureReason.CONTRACT_ERROR)
     return TOP_LEVEL_CODES.get(function or "", {}).get(code, FailureReason.CONTRACT_ERROR)
 
 
-def reason_for_host_error(kind: str, code: str, failing: str | None, invoked: str | None,
-                          function: str | None) -> FailureReason:
+def reason_for_host_error(
+    kind: str, code: str, failing: str | None, invoked: str | None, function: str | None
+) -> FailureReason:
     if kind == "Contract" and code.isdigit():
         return reason_for_contract_error(int(code), failing, invoked, function)
     if kind == "Auth":
@@ -70,16 +72,18 @@ def reason_for_host_error(kind: str, code: str, failing: str | None, invoked: st
     return FailureReason.CONTRACT_ERROR
 
 
-def decode_simulation_error(text: str, invoked: str | None,
-                            function: str | None) -> tuple[FailureReason, str]:
+def decode_simulation_error(
+    text: str, invoked: str | None, function: str | None
+) -> tuple[FailureReason, str]:
     match = _HOST_ERROR.search(text)
     if match is None:
         if "not found" in text and "account" in text:
             return FailureReason.NO_ACCOUNT, text
         return FailureReason.UNKNOWN, text
     contract = _CONTRACT.search(text)
-    reason = reason_for_host_error(match.group(1), match.group(2),
-                                   contract.group(1) if contract else None, invoked, function)
+    reason = reason_for_host_error(
+        match.group(1), match.group(2), contract.group(1) if contract else None, invoked, function
+    )
     return reason, match.group(0)
 
 
@@ -95,8 +99,10 @@ def invoked_function(envelope_xdr: str, passphrase: str) -> tuple[str | None, st
     args = ops[0].host_function.invoke_contract
     if args is None:
         return None, None
-    return (Address.from_xdr_sc_address(args.contract_address).address,
-            args.function_name.sc_symbol.decode())
+    return (
+        Address.from_xdr_sc_address(args.contract_address).address,
+        args.function_name.sc_symbol.decode(),
+    )
 
 
 def error_from_diagnostics(diagnostics: list[str]) -> tuple[str, str, str | None] | None:
@@ -109,13 +115,19 @@ def error_from_diagnostics(diagnostics: list[str]) -> tuple[str, str, str | None
         body = event.body.v0
         if body is None or len(body.topics) < 2:
             continue
-        if body.topics[0].type != sx.SCValType.SCV_SYMBOL or scval.from_symbol(body.topics[0]) != "error":
+        if (
+            body.topics[0].type != sx.SCValType.SCV_SYMBOL
+            or scval.from_symbol(body.topics[0]) != "error"
+        ):
             continue
         err = body.topics[1].error
         if body.topics[1].type != sx.SCValType.SCV_ERROR or err is None:
             continue
-        contract = (StrKey.encode_contract(event.contract_id.contract_id.hash)
-                    if event.contract_id is not None else None)
+        contract = (
+            StrKey.encode_contract(event.contract_id.contract_id.hash)
+            if event.contract_id is not None
+            else None
+        )
         if err.type == sx.SCErrorType.SCE_CONTRACT and err.contract_code is not None:
             return "Contract", str(err.contract_code.uint32), contract
         kind = err.type.name.removeprefix("SCE_").title().replace("_", "")

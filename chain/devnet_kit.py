@@ -74,9 +74,14 @@ class DevnetProcess:
             self._proc.wait(timeout)
 
 
-def start_devnet(*, ledger_interval: float = 0.5, passphrase: str | None = None,
-                 port: int | None = None, startup_timeout: float = 20,
-                 log_path: str | None = None) -> DevnetProcess:
+def start_devnet(
+    *,
+    ledger_interval: float = 0.5,
+    passphrase: str | None = None,
+    port: int | None = None,
+    startup_timeout: float = 20,
+    log_path: str | None = None,
+) -> DevnetProcess:
     """Start a devnet on a free 127.0.0.1 port and wait until GET /health answers."""
     from core.settings import get_settings
 
@@ -84,18 +89,29 @@ def start_devnet(*, ledger_interval: float = 0.5, passphrase: str | None = None,
     last_error = ""
     for _ in range(3):  # another process may grab the port between probe and bind
         chosen = port or free_port()
-        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chain.devnet", "--port", str(chosen),
-             "--ledger-interval", str(ledger_interval), "--passphrase", phrase],
-            stdout=log, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "chain.devnet",
+                "--port",
+                str(chosen),
+                "--ledger-interval",
+                str(ledger_interval),
+                "--passphrase",
+                phrase,
+            ],
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{chosen}/health", timeout=1):
-                    return DevnetProcess(f"http://127.0.0.1:{chosen}/", phrase, proc.pid, chosen,
-                                         proc)
+                    return DevnetProcess(
+                        f"http://127.0.0.1:{chosen}/", phrase, proc.pid, chosen, proc
+                    )
             except OSError as exc:
                 last_error = str(exc)
                 time.sleep(0.1)
@@ -117,22 +133,32 @@ async def devnet_call(rpc_url: str, method: str, params: dict[str, Any]) -> Any:
     return payload["result"]
 
 
-async def fund_account(rpc_url: str, public_key: str, *, xlm: int = DEFAULT_XLM,
-                       token_id: str | None = None, token_amount: int = 0) -> None:
+async def fund_account(
+    rpc_url: str,
+    public_key: str,
+    *,
+    xlm: int = DEFAULT_XLM,
+    token_id: str | None = None,
+    token_amount: int = 0,
+) -> None:
     """Friendbot: create/top up `public_key` with XLM (stroops) and optionally pool tokens."""
-    await devnet_call(rpc_url, "devnet_fund", {"account": public_key, "xlm": xlm,
-                                               "tokenId": token_id, "tokenAmount": token_amount})
+    await devnet_call(
+        rpc_url,
+        "devnet_fund",
+        {"account": public_key, "xlm": xlm, "tokenId": token_id, "tokenAmount": token_amount},
+    )
 
 
-async def new_funded_keypair(rpc_url: str, *, token_id: str | None = None,
-                             token_amount: int = 0) -> Keypair:
+async def new_funded_keypair(
+    rpc_url: str, *, token_id: str | None = None, token_amount: int = 0
+) -> Keypair:
     keypair = Keypair.random()
     await fund_account(rpc_url, keypair.public_key, token_id=token_id, token_amount=token_amount)
     return keypair
 
 
 # -- real signed transactions -----------------------------------------------------------------
-async def wait_for_tx(client: ChainClient, tx_hash: str, timeout: float = 10) -> TxStatus:
+async def wait_for_tx(client: ChainClient, tx_hash: str, timeout: float = 10) -> TxStatus:  # noqa: ASYNC109
     """Poll getTransaction until the transaction is in a ledger (or `timeout` seconds pass)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -142,8 +168,16 @@ async def wait_for_tx(client: ChainClient, tx_hash: str, timeout: float = 10) ->
         await asyncio.sleep(0.1)
 
 
-async def invoke(rpc_url: str, passphrase: str, secret: str, contract_id: str, function: str,
-                 args: list[sx.SCVal], *, timeout: float = 10) -> TxStatus:
+async def invoke(
+    rpc_url: str,
+    passphrase: str,
+    secret: str,
+    contract_id: str,
+    function: str,
+    args: list[sx.SCVal],
+    *,
+    timeout: float = 10,  # noqa: ASYNC109
+) -> TxStatus:
     """Build, prepare (simulate), sign as `secret`, submit and wait: a wallet in one call.
 
     Raises ChainRefusal when simulation refuses or the submission is rejected."""
@@ -174,37 +208,65 @@ async def invoke(rpc_url: str, passphrase: str, secret: str, contract_id: str, f
         await client.close()
 
 
-async def deposit(rpc_url: str, passphrase: str, pool_id: str, provider_secret: str,
-                  amount: int) -> TxStatus:
+async def deposit(
+    rpc_url: str, passphrase: str, pool_id: str, provider_secret: str, amount: int
+) -> TxStatus:
     provider = Keypair.from_secret(provider_secret).public_key
-    return await invoke(rpc_url, passphrase, provider_secret, pool_id, "deposit",
-                        [scval.to_address(provider), scval.to_int128(amount)])
+    return await invoke(
+        rpc_url,
+        passphrase,
+        provider_secret,
+        pool_id,
+        "deposit",
+        [scval.to_address(provider), scval.to_int128(amount)],
+    )
 
 
-async def withdraw(rpc_url: str, passphrase: str, pool_id: str, provider_secret: str,
-                   shares: int) -> TxStatus:
+async def withdraw(
+    rpc_url: str, passphrase: str, pool_id: str, provider_secret: str, shares: int
+) -> TxStatus:
     provider = Keypair.from_secret(provider_secret).public_key
-    return await invoke(rpc_url, passphrase, provider_secret, pool_id, "withdraw",
-                        [scval.to_address(provider), scval.to_int128(shares)])
+    return await invoke(
+        rpc_url,
+        passphrase,
+        provider_secret,
+        pool_id,
+        "withdraw",
+        [scval.to_address(provider), scval.to_int128(shares)],
+    )
 
 
-async def repay_loan(rpc_url: str, passphrase: str, creditline_id: str, borrower_secret: str,
-                     chain_loan_id: int, amount: int) -> TxStatus:
+async def repay_loan(
+    rpc_url: str,
+    passphrase: str,
+    creditline_id: str,
+    borrower_secret: str,
+    chain_loan_id: int,
+    amount: int,
+) -> TxStatus:
     borrower = Keypair.from_secret(borrower_secret).public_key
-    return await invoke(rpc_url, passphrase, borrower_secret, creditline_id, "repay_loan",
-                        [scval.to_address(borrower), scval.to_uint64(chain_loan_id),
-                         scval.to_int128(amount)])
+    return await invoke(
+        rpc_url,
+        passphrase,
+        borrower_secret,
+        creditline_id,
+        "repay_loan",
+        [scval.to_address(borrower), scval.to_uint64(chain_loan_id), scval.to_int128(amount)],
+    )
 
 
-async def create_loan_direct(rpc_url: str, passphrase: str, creditline_id: str, terms: LoanTerms,
-                             borrower_secret: str) -> TxStatus:
+async def create_loan_direct(
+    rpc_url: str, passphrase: str, creditline_id: str, terms: LoanTerms, borrower_secret: str
+) -> TxStatus:
     """A loan created on chain around the API (what the reconciler must notice)."""
-    return await invoke(rpc_url, passphrase, borrower_secret, creditline_id, "create_loan",
-                        loan_args(terms))
+    return await invoke(
+        rpc_url, passphrase, borrower_secret, creditline_id, "create_loan", loan_args(terms)
+    )
 
 
-async def deploy_pool(rpc_url: str, network_passphrase: str, *, liquidity: int,
-                      min_guarantee_bps: int | None = None) -> DeployedPool:
+async def deploy_pool(
+    rpc_url: str, network_passphrase: str, *, liquidity: int, min_guarantee_bps: int | None = None
+) -> DeployedPool:
     """Deploy token + pool + creditline and seed `liquidity` stroops through a real, signed
     `deposit` transaction from a fresh LP account."""
     admin = await new_funded_keypair(rpc_url)
@@ -214,9 +276,13 @@ async def deploy_pool(rpc_url: str, network_passphrase: str, *, liquidity: int,
     ids = await devnet_call(rpc_url, "devnet_deployPool", params)
     lp = await new_funded_keypair(rpc_url, token_id=ids["tokenId"], token_amount=liquidity)
     pool = DeployedPool(
-        pool_id=ids["poolId"], creditline_id=ids["creditlineId"], token_id=ids["tokenId"],
-        admin_public=admin.public_key, admin_secret=admin.secret,
-        lp_public=lp.public_key, lp_secret=lp.secret,
+        pool_id=ids["poolId"],
+        creditline_id=ids["creditlineId"],
+        token_id=ids["tokenId"],
+        admin_public=admin.public_key,
+        admin_secret=admin.secret,
+        lp_public=lp.public_key,
+        lp_secret=lp.secret,
     )
     if liquidity > 0:
         status = await deposit(rpc_url, network_passphrase, pool.pool_id, lp.secret, liquidity)

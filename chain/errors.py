@@ -9,7 +9,7 @@ from chain.types import FailureReason
 
 
 class ChainRefusal(Exception):
-    """The chain (or its simulation) refused: a decided outcome, retrying the same call is useless."""
+    """The chain (or its simulation) said no: a decided outcome; retrying it is useless."""
 
     def __init__(self, reason: FailureReason, detail: str = "") -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)

@@ -16,19 +16,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chain.devnet", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--ledger-interval", type=float, default=5.0,
-                        help="seconds between ledger closes (tests use ~0.5)")
-    parser.add_argument("--passphrase", default=None,
-                        help="network passphrase (default: settings.network_passphrase)")
+    parser.add_argument(
+        "--ledger-interval",
+        type=float,
+        default=5.0,
+        help="seconds between ledger closes (tests use ~0.5)",
+    )
+    parser.add_argument(
+        "--passphrase",
+        default=None,
+        help="network passphrase (default: settings.network_passphrase)",
+    )
     parser.add_argument("--base-fee", type=int, default=100)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devnet %(message)s")
     passphrase = args.passphrase or get_settings().network_passphrase
     chain = Chain(passphrase, base_fee=args.base_fee)
-    server = DevnetServer(chain, ledger_interval=args.ledger_interval,
-                          public_url=f"http://{args.host}:{args.port}")
-    print(f"devnet: Soroban RPC on http://{args.host}:{args.port}/ passphrase={passphrase!r}",
-          flush=True)
+    server = DevnetServer(
+        chain, ledger_interval=args.ledger_interval, public_url=f"http://{args.host}:{args.port}"
+    )
+    print(
+        f"devnet: Soroban RPC on http://{args.host}:{args.port}/ passphrase={passphrase!r}",
+        flush=True,
+    )
     web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -1,11 +1,13 @@
-"""Python models of the contracts the saga talks to: a SEP-41 style token, StepFi's LiquidityPool and
-CreditLine. Names, arguments, error codes and events follow StepFi-app/StepFi-Contracts; the
-arithmetic that matters to the reservation problem (available = total - locked) is exact.
+"""Python models of the contracts the saga talks to: a SEP-41 style token, StepFi's
+LiquidityPool and CreditLine. Names, arguments, error codes and events follow
+StepFi-app/StepFi-Contracts; the arithmetic that matters to the reservation problem
+(available = total - locked) is exact.
 
 Each function has the contract's signature `(host, self_id, *args: SCVal) -> SCVal`."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from stellar_sdk import scval
@@ -43,17 +45,23 @@ def _token_move(host: Host, token: str, src: str, dst: str, amount: int) -> None
     have = token_balance_of(host, token, src)
     if have < amount:
         raise contract_error(
-            TOKEN_INSUFFICIENT_BALANCE, token, f"balance is not sufficient to spend: {have} < {amount}"
+            TOKEN_INSUFFICIENT_BALANCE,
+            token,
+            f"balance is not sufficient to spend: {have} < {amount}",
         )
     host.storage.put(token, ("Balance", src), have - amount)
     host.storage.put(token, ("Balance", dst), token_balance_of(host, token, dst) + amount)
 
 
-def token_transfer(host: Host, me: str, from_: sx.SCVal, to: sx.SCVal, amount: sx.SCVal) -> sx.SCVal:
+def token_transfer(
+    host: Host, me: str, from_: sx.SCVal, to: sx.SCVal, amount: sx.SCVal
+) -> sx.SCVal:
     src, dst, value = arg_address(host, from_), arg_address(host, to), arg_i128(host, amount)
     host.require_auth(src)
     _token_move(host, me, src, dst, value)
-    host.emit([_sym("transfer"), scval.to_address(src), scval.to_address(dst)], scval.to_int128(value))
+    host.emit(
+        [_sym("transfer"), scval.to_address(src), scval.to_address(dst)], scval.to_int128(value)
+    )
     return scval.to_void()
 
 
@@ -68,7 +76,9 @@ def token_mint(host: Host, me: str, to: sx.SCVal, amount: sx.SCVal) -> sx.SCVal:
     if value < 0:
         raise contract_error(TOKEN_NEGATIVE_AMOUNT, me, "negative amount is not allowed")
     host.storage.put(me, ("Balance", dst), token_balance_of(host, me, dst) + value)
-    host.emit([_sym("mint"), scval.to_address(admin), scval.to_address(dst)], scval.to_int128(value))
+    host.emit(
+        [_sym("mint"), scval.to_address(admin), scval.to_address(dst)], scval.to_int128(value)
+    )
     return scval.to_void()
 
 
@@ -176,8 +186,10 @@ def _require_creditline(host: Host, me: str, creditline: str) -> None:
 def pool_fund_loan(
     host: Host, me: str, creditline: sx.SCVal, merchant: sx.SCVal, amount: sx.SCVal
 ) -> sx.SCVal:
-    cl, vendor, value = arg_address(host, creditline), arg_address(host, merchant), arg_i128(
-        host, amount
+    cl, vendor, value = (
+        arg_address(host, creditline),
+        arg_address(host, merchant),
+        arg_i128(host, amount),
     )
     host.require_auth(cl)
     _require_creditline(host, me, cl)
@@ -191,8 +203,12 @@ def pool_fund_loan(
     host.emit(
         [_sym("LQFUND"), scval.to_address(cl)],
         scval.to_vec(
-            [scval.to_address(vendor), scval.to_int128(value), scval.to_int128(0),
-             scval.to_int128(0)]
+            [
+                scval.to_address(vendor),
+                scval.to_int128(value),
+                scval.to_int128(0),
+                scval.to_int128(0),
+            ]
         ),
     )
     return scval.to_void()
@@ -289,7 +305,7 @@ def cl_create_loan(
         raise contract_error(CL_INSUFFICIENT_GUARANTEE, me)
     if not schedule or any(i["amount"] <= 0 for i in schedule):
         raise contract_error(CL_INVALID_AMOUNT, me, "empty schedule or non-positive installment")
-    if any(b["due_date"] < a["due_date"] for a, b in zip(schedule, schedule[1:], strict=False)):
+    if any(b["due_date"] < a["due_date"] for a, b in itertools.pairwise(schedule)):
         raise contract_error(CL_INVALID_DUE_DATE, me, "due dates must not decrease")
     # validate_liquidity: the check whose answer goes stale between assessment and settlement
     pool = host.storage.get(me, ("Pool",))

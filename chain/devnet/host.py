@@ -12,10 +12,12 @@ from typing import Any
 from stellar_sdk import Address, StrKey, scval
 from stellar_sdk import xdr as sx
 
-StorageKey = tuple[Any, ...]  # ("TotalLiquidity",) lives in the instance; ("Balance", addr) persistent
+StorageKey = tuple[
+    Any, ...
+]  # ("TotalLiquidity",) lives in the instance; ("Balance", addr) persistent
 Slot = tuple[str, StorageKey]  # (contract id, key)
 
-# Keys stored in the contract instance (small config/counters); every other key is a persistent entry.
+# Keys stored in the contract instance (config, counters); every other key is a persistent entry.
 INSTANCE_KEYS = frozenset(
     {
         "Admin",
@@ -204,8 +206,10 @@ class Host:
                 f"{address} is not the transaction source; address credentials are not modeled",
             )
         node = AuthNode(frame.contract, frame.function, frame.args)
-        parent = next((f.auth_nodes[address] for f in reversed(self.stack[:-1])
-                       if address in f.auth_nodes), None)
+        parent = next(
+            (f.auth_nodes[address] for f in reversed(self.stack[:-1]) if address in f.auth_nodes),
+            None,
+        )
         if parent is None:
             self.recorded_auth.append(node)
         else:
@@ -213,7 +217,9 @@ class Host:
         frame.auth_nodes[address] = node
         if self.auth_entries is not None and not self._authorized(frame):
             raise HostError(
-                "Auth", "InvalidAction", frame.contract,
+                "Auth",
+                "InvalidAction",
+                frame.contract,
                 f"no source-account authorization entry for {frame.function}",
             )
 

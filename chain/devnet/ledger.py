@@ -137,7 +137,9 @@ class Chain:
 
     # -- views ---------------------------------------------------------------------------------
     def header_xdr(self) -> str:
-        return xdrgen.ledger_header(self.latest, self.close_time, self.prev_hash, self.base_fee).to_xdr()
+        return xdrgen.ledger_header(
+            self.latest, self.close_time, self.prev_hash, self.base_fee
+        ).to_xdr()
 
     def latest_info(self) -> dict[str, Any]:
         return {
@@ -198,11 +200,20 @@ class Chain:
         )
         pool = self._new_contract(
             "pool",
-            {"Admin": admin, "Token": token, "TotalLiquidity": 0, "LockedLiquidity": 0,
-             "TotalShares": 0},
+            {
+                "Admin": admin,
+                "Token": token,
+                "TotalLiquidity": 0,
+                "LockedLiquidity": 0,
+                "TotalShares": 0,
+            },
         )
-        cl_storage: dict[str, Any] = {"Admin": admin, "Pool": pool, "Token": token,
-                                      "LoanCounter": 0}
+        cl_storage: dict[str, Any] = {
+            "Admin": admin,
+            "Pool": pool,
+            "Token": token,
+            "LoanCounter": 0,
+        }
         if min_guarantee_bps is not None:
             cl_storage["MinGuaranteeBps"] = min_guarantee_bps
         creditline = self._new_contract("creditline", cl_storage)
@@ -210,7 +221,7 @@ class Chain:
         return {"tokenId": token, "poolId": pool, "creditlineId": creditline}
 
     # -- envelope helpers ------------------------------------------------------------------------
-    def _decode(self, xdr: str) -> TransactionEnvelope:
+    def _decode(self, xdr: Any) -> TransactionEnvelope:
         if not isinstance(xdr, str) or not xdr:
             raise RpcError(-32602, "transaction: expected a base64 TransactionEnvelope")
         try:
@@ -224,12 +235,16 @@ class Chain:
         if len(ops) != 1 or not isinstance(ops[0], InvokeHostFunction):
             raise RpcError(-32602, "exactly one InvokeHostFunction operation is supported")
         hf = ops[0].host_function
-        if hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or not hf.invoke_contract:
+        if (
+            hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT
+            or not hf.invoke_contract
+        ):
             raise RpcError(-32602, "only contract invocations are modeled (no uploads/deploys)")
         return ops[0], hf.invoke_contract
 
-    def _run(self, env: TransactionEnvelope, *, record: bool, timestamp: int,
-             ledger_seq: int) -> tuple[Host, sx.SCVal | None, HostError | None]:
+    def _run(
+        self, env: TransactionEnvelope, *, record: bool, timestamp: int, ledger_seq: int
+    ) -> tuple[Host, sx.SCVal | None, HostError | None]:
         op, args = self._invocation(env)
         storage = Storage(self.data)
         host = Host(
@@ -249,12 +264,13 @@ class Chain:
         return host, value, None
 
     # -- simulateTransaction ---------------------------------------------------------------------
-    def simulate(self, xdr: str) -> dict[str, Any]:
+    def simulate(self, xdr: Any) -> dict[str, Any]:
         env = self._decode(xdr)
         self._invocation(env)
         base = {"latestLedger": self.latest}
-        host, value, err = self._run(env, record=True, timestamp=int(time.time()),
-                                     ledger_seq=self.latest + 1)
+        host, value, err = self._run(
+            env, record=True, timestamp=int(time.time()), ledger_seq=self.latest + 1
+        )
         if err is not None:
             diag = xdrgen.error_diagnostic(err).to_xdr()
             return {**base, "error": xdrgen.host_error_text(err), "events": [diag]}
@@ -263,23 +279,25 @@ class Chain:
         ro_slots = host.storage.read - rw_slots
         read_write = self._keys(rw_slots)
         rw_set = {k.to_xdr() for k in read_write}
-        read_only = [k for k in self._keys(ro_slots, host.contracts_touched)
-                     if k.to_xdr() not in rw_set]
+        read_only = [
+            k for k in self._keys(ro_slots, host.contracts_touched) if k.to_xdr() not in rw_set
+        ]
         instructions = INSTRUCTIONS_PER_CALL * max(1, len(host.contracts_touched))
         read_bytes = 200 * (len(read_only) + len(read_write))
         write_bytes = 200 * len(read_write)
-        probe = xdrgen.footprint_data(read_only, read_write, instructions, read_bytes,
-                                      write_bytes, 0)
+        probe = xdrgen.footprint_data(
+            read_only, read_write, instructions, read_bytes, write_bytes, 0
+        )
         fee = xdrgen.min_resource_fee(probe.resources)
-        data = xdrgen.footprint_data(read_only, read_write, instructions, read_bytes,
-                                     write_bytes, fee)
+        data = xdrgen.footprint_data(
+            read_only, read_write, instructions, read_bytes, write_bytes, fee
+        )
         return {
             **base,
             "transactionData": data.to_xdr(),
             "minResourceFee": str(fee),
             "results": [
-                {"auth": [a.to_xdr() for a in host.recorded_auth_entries()],
-                 "xdr": value.to_xdr()}
+                {"auth": [a.to_xdr() for a in host.recorded_auth_entries()], "xdr": value.to_xdr()}
             ],
             "events": [],
             "cost": {"cpuInsns": str(instructions), "memBytes": str(read_bytes + write_bytes)},
@@ -329,12 +347,16 @@ class Chain:
             return False
         return tx.fee >= self.base_fee * len(tx.operations) + declared
 
-    def submit(self, xdr: str) -> dict[str, Any]:
+    def submit(self, xdr: Any) -> dict[str, Any]:
         env = self._decode(xdr)
         tx_hash = env.hash_hex()
         if any(p.record.hash == tx_hash for p in self.queue):
-            return {"status": "DUPLICATE", "hash": tx_hash, "latestLedger": self.latest,
-                    "latestLedgerCloseTime": str(self.close_time)}
+            return {
+                "status": "DUPLICATE",
+                "hash": tx_hash,
+                "latestLedger": self.latest,
+                "latestLedgerCloseTime": str(self.close_time),
+            }
         tx = env.transaction
         source = tx.source.account_id
         account = self.accounts.get(source)
@@ -362,8 +384,12 @@ class Chain:
             return self._error(tx_hash, TRC.txMALFORMED)
         record = TxRecord(tx_hash, env.to_xdr(), "PENDING", now)
         self.queue.append(Pending(record, env))
-        return {"status": "PENDING", "hash": tx_hash, "latestLedger": self.latest,
-                "latestLedgerCloseTime": str(self.close_time)}
+        return {
+            "status": "PENDING",
+            "hash": tx_hash,
+            "latestLedger": self.latest,
+            "latestLedgerCloseTime": str(self.close_time),
+        }
 
     # -- ledger close ----------------------------------------------------------------------------
     def close_ledger(self) -> int:
@@ -381,33 +407,71 @@ class Chain:
         self.latest, self.close_time = seq, close_time
         return seq
 
-    def _finish(self, rec: TxRecord, seq: int, close_time: int, order: int, status: str,
-                result: sx.TransactionResult, meta: sx.TransactionMeta,
-                diagnostics: list[sx.DiagnosticEvent]) -> None:
-        rec.status, rec.ledger, rec.created_at, rec.application_order = status, seq, close_time, order
+    def _finish(
+        self,
+        rec: TxRecord,
+        seq: int,
+        close_time: int,
+        order: int,
+        status: str,
+        result: sx.TransactionResult,
+        meta: sx.TransactionMeta,
+        diagnostics: list[sx.DiagnosticEvent],
+    ) -> None:
+        rec.status, rec.ledger, rec.created_at, rec.application_order = (
+            status,
+            seq,
+            close_time,
+            order,
+        )
         rec.result_xdr, rec.meta_xdr = result.to_xdr(), meta.to_xdr()
         rec.diagnostic_events = [d.to_xdr() for d in diagnostics]
         self.txs[rec.hash] = rec
 
-    def _apply(self, pending: Pending, seq: int, close_time: int, closed_at: str,
-               order: int) -> None:
+    def _apply(
+        self, pending: Pending, seq: int, close_time: int, closed_at: str, order: int
+    ) -> None:
         rec, env = pending.record, pending.envelope
         tx = env.transaction
         account = self.accounts[tx.source.account_id]
         empty_meta = xdrgen.tx_meta([], None, [])
         # checks repeated at apply time, against the closing ledger
         if tx.sequence != account.seq + 1:
-            self._finish(rec, seq, close_time, order, "FAILED",
-                         xdrgen.tx_result(TRC.txBAD_SEQ, 0), empty_meta, [])
+            self._finish(
+                rec,
+                seq,
+                close_time,
+                order,
+                "FAILED",
+                xdrgen.tx_result(TRC.txBAD_SEQ, 0),
+                empty_meta,
+                [],
+            )
             return
         bounds = tx.preconditions.time_bounds if tx.preconditions else None
         if bounds is not None and bounds.max_time and close_time > bounds.max_time:
-            self._finish(rec, seq, close_time, order, "FAILED",
-                         xdrgen.tx_result(TRC.txTOO_LATE, 0), empty_meta, [])
+            self._finish(
+                rec,
+                seq,
+                close_time,
+                order,
+                "FAILED",
+                xdrgen.tx_result(TRC.txTOO_LATE, 0),
+                empty_meta,
+                [],
+            )
             return
         if bounds is not None and bounds.min_time and close_time < bounds.min_time:
-            self._finish(rec, seq, close_time, order, "FAILED",
-                         xdrgen.tx_result(TRC.txTOO_EARLY, 0), empty_meta, [])
+            self._finish(
+                rec,
+                seq,
+                close_time,
+                order,
+                "FAILED",
+                xdrgen.tx_result(TRC.txTOO_EARLY, 0),
+                empty_meta,
+                [],
+            )
             return
         # fee is charged and the sequence consumed whatever the contract does
         fee = tx.fee
@@ -417,31 +481,54 @@ class Chain:
         host, value, err = self._run(env, record=False, timestamp=close_time, ledger_seq=seq)
         if err is not None:
             diags = [xdrgen.error_diagnostic(err)]
-            self._finish(rec, seq, close_time, order, "FAILED",
-                         xdrgen.tx_result(TRC.txFAILED, fee, trapped=True),
-                         xdrgen.tx_meta([], None, diags), diags)
+            self._finish(
+                rec,
+                seq,
+                close_time,
+                order,
+                "FAILED",
+                xdrgen.tx_result(TRC.txFAILED, fee, trapped=True),
+                xdrgen.tx_meta([], None, diags),
+                diags,
+            )
             return
         assert value is not None
         for slot in host.storage.overlay:
             self.modified[slot] = seq
         host.storage.commit()
         result_hash = hashlib.sha256(value.to_xdr_bytes()).digest()
-        self._finish(rec, seq, close_time, order, "SUCCESS",
-                     xdrgen.tx_result(TRC.txSUCCESS, fee, success_hash=result_hash),
-                     xdrgen.tx_meta(host.events, value, []), [])
+        self._finish(
+            rec,
+            seq,
+            close_time,
+            order,
+            "SUCCESS",
+            xdrgen.tx_result(TRC.txSUCCESS, fee, success_hash=result_hash),
+            xdrgen.tx_meta(host.events, value, []),
+            [],
+        )
         rec.contract_events = [xdrgen.contract_event(e).to_xdr() for e in host.events]
         for index, ev in enumerate(host.events):
             self._record_event(ev, seq, closed_at, rec.hash, order, index)
 
-    def _record_event(self, ev: ContractEventRecord, seq: int, closed_at: str, tx_hash: str,
-                      order: int, index: int) -> None:
+    def _record_event(
+        self,
+        ev: ContractEventRecord,
+        seq: int,
+        closed_at: str,
+        tx_hash: str,
+        order: int,
+        index: int,
+    ) -> None:
         eid, key = event_id(seq, order, index)
         self.events.append(
-            EventRecord(eid, key, seq, closed_at, ev.contract_id, ev.topics, ev.data, tx_hash, order)
+            EventRecord(
+                eid, key, seq, closed_at, ev.contract_id, ev.topics, ev.data, tx_hash, order
+            )
         )
 
     # -- getTransaction ----------------------------------------------------------------------------
-    def get_transaction(self, tx_hash: str) -> dict[str, Any]:
+    def get_transaction(self, tx_hash: Any) -> dict[str, Any]:
         if not isinstance(tx_hash, str) or len(tx_hash) != 64:
             raise RpcError(-32602, "hash: expected a 64-character hex transaction hash")
         base = {"txHash": tx_hash, **self.window()}
@@ -534,7 +621,7 @@ class Chain:
         return False
 
     # -- getLedgerEntries ------------------------------------------------------------------------
-    def get_ledger_entries(self, keys: list[str]) -> dict[str, Any]:
+    def get_ledger_entries(self, keys: Any) -> dict[str, Any]:
         if not isinstance(keys, list) or not keys:
             raise RpcError(-32602, "keys: expected a non-empty list of LedgerKey XDR")
         entries = []
@@ -546,16 +633,21 @@ class Chain:
             found = self._entry(key)
             if found is not None:
                 data, modified = found
-                entries.append({"key": key_xdr, "xdr": data.to_xdr(),
-                                "lastModifiedLedgerSeq": modified,
-                                "liveUntilLedgerSeq": self.latest + 2_000_000})
+                entries.append(
+                    {
+                        "key": key_xdr,
+                        "xdr": data.to_xdr(),
+                        "lastModifiedLedgerSeq": modified,
+                        "liveUntilLedgerSeq": self.latest + 2_000_000,
+                    }
+                )
         return {"entries": entries, "latestLedger": self.latest}
 
     def _entry(self, key: sx.LedgerKey) -> tuple[sx.LedgerEntryData, int] | None:
         if key.type == sx.LedgerEntryType.ACCOUNT and key.account is not None:
-            account_id = StrKey.encode_ed25519_public_key(
-                key.account.account_id.account_id.ed25519.uint256
-            )
+            ed25519 = key.account.account_id.account_id.ed25519
+            assert ed25519 is not None
+            account_id = StrKey.encode_ed25519_public_key(ed25519.uint256)
             acct = self.accounts.get(account_id)
             if acct is None:
                 return None
@@ -567,10 +659,17 @@ class Chain:
                 return None
             skey = key.contract_data.key
             if skey.type == sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE:
-                storage = {k[0]: v for (c, k), v in self.data.items()
-                           if c == cid and k[0] in INSTANCE_KEYS}
-                modified = max((m for (c, k), m in self.modified.items()
-                                if c == cid and k[0] in INSTANCE_KEYS), default=1)
+                storage = {
+                    k[0]: v for (c, k), v in self.data.items() if c == cid and k[0] in INSTANCE_KEYS
+                }
+                modified = max(
+                    (
+                        m
+                        for (c, k), m in self.modified.items()
+                        if c == cid and k[0] in INSTANCE_KEYS
+                    ),
+                    default=1,
+                )
                 return xdrgen.instance_entry(cid, kind, storage), modified
             native = scval.to_native(skey)
             if not isinstance(native, list) or not native:
@@ -579,6 +678,8 @@ class Chain:
             slot = (cid, parts)
             if slot not in self.data:
                 return None
-            return (xdrgen.slot_entry(cid, kind, parts, self.data[slot]),
-                    self.modified.get(slot, 1))
+            return (
+                xdrgen.slot_entry(cid, kind, parts, self.data[slot]),
+                self.modified.get(slot, 1),
+            )
         return None

@@ -52,30 +52,65 @@ class DevnetServer:
 
     # -- methods -----------------------------------------------------------------------------------
     def get_health(self, _: Params) -> dict[str, Any]:
-        return {"status": "healthy", "latestLedger": self.chain.latest, "oldestLedger": 1,
-                "ledgerRetentionWindow": 17280}
+        return {
+            "status": "healthy",
+            "latestLedger": self.chain.latest,
+            "oldestLedger": 1,
+            "ledgerRetentionWindow": 17280,
+        }
 
     def get_network(self, _: Params) -> dict[str, Any]:
-        return {"friendbotUrl": f"{self.public_url}/friendbot", "passphrase": self.chain.passphrase,
-                "protocolVersion": PROTOCOL_VERSION}
+        return {
+            "friendbotUrl": f"{self.public_url}/friendbot",
+            "passphrase": self.chain.passphrase,
+            "protocolVersion": PROTOCOL_VERSION,
+        }
 
     def get_version_info(self, _: Params) -> dict[str, Any]:
-        return {"version": "liquidity-saga-devnet", "commitHash": "", "buildTimestamp": "",
-                "captiveCoreVersion": "none (python model)", "protocolVersion": PROTOCOL_VERSION}
+        return {
+            "version": "liquidity-saga-devnet",
+            "commitHash": "",
+            "buildTimestamp": "",
+            "captiveCoreVersion": "none (python model)",
+            "protocolVersion": PROTOCOL_VERSION,
+        }
 
     def get_fee_stats(self, _: Params) -> dict[str, Any]:
         base = self.chain.base_fee
-        dist = {k: str(base) for k in ("max", "min", "mode", "p10", "p20", "p30", "p40", "p50",
-                                       "p60", "p70", "p80", "p90", "p95", "p99")}
+        dist = {
+            k: str(base)
+            for k in (
+                "max",
+                "min",
+                "mode",
+                "p10",
+                "p20",
+                "p30",
+                "p40",
+                "p50",
+                "p60",
+                "p70",
+                "p80",
+                "p90",
+                "p95",
+                "p99",
+            )
+        }
         dist |= {"transactionCount": "0", "ledgerCount": "1"}
-        return {"sorobanInclusionFee": dist, "inclusionFee": dist, "latestLedger": self.chain.latest}
+        return {
+            "sorobanInclusionFee": dist,
+            "inclusionFee": dist,
+            "latestLedger": self.chain.latest,
+        }
 
     def fund(self, p: Params) -> dict[str, Any]:
         account = p.get("account")
         xlm = p.get("xlm") if p.get("xlm") is not None else FRIENDBOT_XLM
         amount = p.get("tokenAmount") or 0
         if not isinstance(account, str) or not isinstance(xlm, int) or not isinstance(amount, int):
-            raise RpcError(-32602, "devnet_fund: {account: G..., xlm?: int, tokenId?, tokenAmount?}")
+            raise RpcError(
+                -32602, "devnet_fund: {account: G..., xlm?: int, tokenId?, tokenAmount?}"
+            )
         self.chain.fund(account, xlm, p.get("tokenId"), amount)
         return {"account": account, "latestLedger": self.chain.latest}
 
@@ -86,33 +121,46 @@ class DevnetServer:
         bps = p.get("minGuaranteeBps")
         return self.chain.deploy_pool(admin, bps if isinstance(bps, int) else None)
 
-    # -- HTTP ----------------------------------------------------------------------------------------
+    # -- HTTP ---------------------------------------------------------------------------------
     def _dispatch(self, body: Any) -> dict[str, Any]:
         req_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(body, dict) or body.get("jsonrpc") != "2.0" or "method" not in body:
-            return {"jsonrpc": "2.0", "id": req_id,
-                    "error": {"code": -32600, "message": "invalid JSON-RPC 2.0 request"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": req_id,
+                "error": {"code": -32600, "message": "invalid JSON-RPC 2.0 request"},
+            }
         method = self.methods.get(body["method"])
         if method is None:
-            return {"jsonrpc": "2.0", "id": req_id,
-                    "error": {"code": -32601, "message": f"method not found: {body['method']}"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": req_id,
+                "error": {"code": -32601, "message": f"method not found: {body['method']}"},
+            }
         try:
             result = method(_params(body.get("params")))
         except RpcError as err:
-            return {"jsonrpc": "2.0", "id": req_id,
-                    "error": {"code": err.code, "message": err.message}}
+            return {
+                "jsonrpc": "2.0",
+                "id": req_id,
+                "error": {"code": err.code, "message": err.message},
+            }
         except Exception as exc:  # a bug in the model must not kill the server
             log.exception("internal error in %s", body["method"])
-            return {"jsonrpc": "2.0", "id": req_id,
-                    "error": {"code": -32603, "message": f"internal error: {exc}"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": req_id,
+                "error": {"code": -32603, "message": f"internal error: {exc}"},
+            }
         return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
     async def handle_rpc(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except Exception:
-            return web.json_response({"jsonrpc": "2.0", "id": None,
-                                      "error": {"code": -32700, "message": "parse error"}})
+            return web.json_response(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+            )
         if isinstance(body, list):
             return web.json_response([self._dispatch(b) for b in body])
         return web.json_response(self._dispatch(body))

@@ -17,8 +17,9 @@ from chain.devnet.host import INSTANCE_KEYS, ContractEventRecord, HostError, Sto
 TRC = sx.TransactionResultCode
 
 
-def tx_result(code: TRC, fee_charged: int, *, trapped: bool = False,
-              success_hash: bytes | None = None) -> sx.TransactionResult:
+def tx_result(
+    code: TRC, fee_charged: int, *, trapped: bool = False, success_hash: bytes | None = None
+) -> sx.TransactionResult:
     results: list[sx.OperationResult] | None = None
     if code in (TRC.txSUCCESS, TRC.txFAILED):
         if success_hash is not None:
@@ -79,8 +80,11 @@ def host_error_text(err: HostError) -> str:
     )
 
 
-def tx_meta(events: list[ContractEventRecord], return_value: sx.SCVal | None,
-            diagnostics: list[sx.DiagnosticEvent]) -> sx.TransactionMeta:
+def tx_meta(
+    events: list[ContractEventRecord],
+    return_value: sx.SCVal | None,
+    diagnostics: list[sx.DiagnosticEvent],
+) -> sx.TransactionMeta:
     soroban = sx.SorobanTransactionMeta(
         ext=sx.SorobanTransactionMetaExt(0),
         events=[contract_event(e) for e in events],
@@ -200,9 +204,14 @@ def _data_entry(contract_id: str, key: sx.SCVal, val: sx.SCVal) -> sx.LedgerEntr
     )
 
 
-def footprint_data(read_only: list[sx.LedgerKey], read_write: list[sx.LedgerKey],
-                   instructions: int, read_bytes: int, write_bytes: int,
-                   resource_fee: int) -> sx.SorobanTransactionData:
+def footprint_data(
+    read_only: list[sx.LedgerKey],
+    read_write: list[sx.LedgerKey],
+    instructions: int,
+    read_bytes: int,
+    write_bytes: int,
+    resource_fee: int,
+) -> sx.SorobanTransactionData:
     return sx.SorobanTransactionData(
         ext=sx.SorobanTransactionDataExt(0),
         resources=sx.SorobanResources(

@@ -11,7 +11,9 @@ from core.models import Installment, LoanTerms
 UNIT = 10_000_000  # stroops per token unit
 
 
-def loan_terms(borrower: str, *, total: int, guarantee: int, vendor: str | None = None) -> LoanTerms:
+def loan_terms(
+    borrower: str, *, total: int, guarantee: int, vendor: str | None = None
+) -> LoanTerms:
     return LoanTerms(
         borrower=borrower,
         vendor=vendor or Keypair.random().public_key,

@@ -25,7 +25,10 @@ from tests.chain.helpers import UNIT, expiry, loan_terms
 
 
 async def test_funding_locks_liquidity_and_pays_the_vendor(
-    chain_client, deploy_pool, new_borrower, devnet  # type: ignore[no-untyped-def]
+    chain_client,
+    deploy_pool,
+    new_borrower,
+    devnet,  # type: ignore[no-untyped-def]
 ) -> None:
     pool = await deploy_pool(liquidity=500 * UNIT)
     borrower = await new_borrower(pool, token_amount=50 * UNIT)
@@ -34,13 +37,18 @@ async def test_funding_locks_liquidity_and_pays_the_vendor(
     funding = await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
     assert funding.source == borrower.public_key
     sent = await chain_client.submit(sign_envelope(funding.xdr, borrower.secret, devnet.passphrase))
-    assert sent.tx_hash == funding.tx_hash  # the hash handed out before signing is the one that lands
+    assert (
+        sent.tx_hash == funding.tx_hash
+    )  # the hash handed out before signing is the one that lands
     status = await wait_for_tx(chain_client, funding.tx_hash)
     assert status.status == "success" and status.chain_loan_id is not None
 
     stats = await chain_client.pool_stats(pool.pool_id)
     assert (stats.total_liquidity, stats.locked_liquidity, stats.available_liquidity) == (
-        500 * UNIT, 100 * UNIT, 400 * UNIT)
+        500 * UNIT,
+        100 * UNIT,
+        400 * UNIT,
+    )
     assert stats.ledger >= (status.ledger or 0)
     bal = lambda who: token_balance(devnet.rpc_url, devnet.passphrase, pool.token_id, who)  # noqa: E731
     assert await bal(vendor) == 100 * UNIT
@@ -49,23 +57,44 @@ async def test_funding_locks_liquidity_and_pays_the_vendor(
     assert await bal(pool.pool_id) == 400 * UNIT
 
     # repay in two parts: locked liquidity comes back, then the guarantee is released
-    await fund_account(devnet.rpc_url, borrower.public_key, token_id=pool.token_id,
-                       token_amount=100 * UNIT)
-    part = await repay_loan(devnet.rpc_url, devnet.passphrase, pool.creditline_id,
-                            borrower.secret, status.chain_loan_id, 40 * UNIT)
+    await fund_account(
+        devnet.rpc_url, borrower.public_key, token_id=pool.token_id, token_amount=100 * UNIT
+    )
+    part = await repay_loan(
+        devnet.rpc_url,
+        devnet.passphrase,
+        pool.creditline_id,
+        borrower.secret,
+        status.chain_loan_id,
+        40 * UNIT,
+    )
     assert part.status == "success"
     assert (await chain_client.pool_stats(pool.pool_id)).locked_liquidity == 60 * UNIT
-    rest = await repay_loan(devnet.rpc_url, devnet.passphrase, pool.creditline_id,
-                            borrower.secret, status.chain_loan_id, 60 * UNIT)
+    rest = await repay_loan(
+        devnet.rpc_url,
+        devnet.passphrase,
+        pool.creditline_id,
+        borrower.secret,
+        status.chain_loan_id,
+        60 * UNIT,
+    )
     assert rest.status == "success"
     stats = await chain_client.pool_stats(pool.pool_id)
     assert (stats.locked_liquidity, stats.available_liquidity) == (0, 500 * UNIT)
     assert await bal(borrower.public_key) == 30 * UNIT + 20 * UNIT  # repaid 100 of 100 minted
     with pytest.raises(ChainRefusal) as refused:  # fully repaid: LoanNotActive (#7)
-        await repay_loan(devnet.rpc_url, devnet.passphrase, pool.creditline_id,
-                         borrower.secret, status.chain_loan_id, 1)
+        await repay_loan(
+            devnet.rpc_url,
+            devnet.passphrase,
+            pool.creditline_id,
+            borrower.secret,
+            status.chain_loan_id,
+            1,
+        )
     assert (refused.value.reason, refused.value.detail) == (
-        FailureReason.CONTRACT_ERROR, "Error(Contract, #7)")
+        FailureReason.CONTRACT_ERROR,
+        "Error(Contract, #7)",
+    )
 
 
 async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borrower) -> None:  # type: ignore[no-untyped-def]
@@ -79,13 +108,17 @@ async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borr
         return caught.value
 
     short = await refusal(loan_terms(rich.public_key, total=70 * UNIT, guarantee=10 * UNIT))
-    assert (short.reason, short.detail) == (FailureReason.INSUFFICIENT_LIQUIDITY,
-                                            "Error(Contract, #5)")
+    assert (short.reason, short.detail) == (
+        FailureReason.INSUFFICIENT_LIQUIDITY,
+        "Error(Contract, #5)",
+    )
     thin = await refusal(loan_terms(rich.public_key, total=20 * UNIT, guarantee=1 * UNIT))
     assert (thin.reason, thin.detail) == (FailureReason.CONTRACT_ERROR, "Error(Contract, #2)")
     broke = await refusal(loan_terms(poor.public_key, total=20 * UNIT, guarantee=5 * UNIT))
-    assert (broke.reason, broke.detail) == (FailureReason.INSUFFICIENT_BALANCE,
-                                            "Error(Contract, #10)")
+    assert (broke.reason, broke.detail) == (
+        FailureReason.INSUFFICIENT_BALANCE,
+        "Error(Contract, #10)",
+    )
     # nothing was changed by any of these simulations
     assert (await chain_client.pool_stats(pool.pool_id)).locked_liquidity == 0
 
@@ -96,13 +129,26 @@ async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower,
     rpc, phrase = devnet.rpc_url, devnet.passphrase
     # fund_loan only for the registered creditline (#9)
     with pytest.raises(ChainRefusal) as refused:
-        await invoke(rpc, phrase, outsider.secret, pool.pool_id, "fund_loan",
-                     [scval.to_address(outsider.public_key), scval.to_address(outsider.public_key),
-                      scval.to_int128(UNIT)])
-    assert (refused.value.reason, refused.value.detail) == (FailureReason.NOT_CREDITLINE,
-                                                            "Error(Contract, #9)")
+        await invoke(
+            rpc,
+            phrase,
+            outsider.secret,
+            pool.pool_id,
+            "fund_loan",
+            [
+                scval.to_address(outsider.public_key),
+                scval.to_address(outsider.public_key),
+                scval.to_int128(UNIT),
+            ],
+        )
+    assert (refused.value.reason, refused.value.detail) == (
+        FailureReason.NOT_CREDITLINE,
+        "Error(Contract, #9)",
+    )
     # a second LP deposits, the first withdraws part; shares price at 1:1 with no interest
-    assert (await deposit(rpc, phrase, pool.pool_id, outsider.secret, 40 * UNIT)).status == "success"
+    assert (
+        await deposit(rpc, phrase, pool.pool_id, outsider.secret, 40 * UNIT)
+    ).status == "success"
     stats = await chain_client.pool_stats(pool.pool_id)
     assert stats.total_liquidity == 140 * UNIT and stats.share_price == 10_000
     done = await withdraw(rpc, phrase, pool.pool_id, pool.lp_secret, 30 * UNIT)
@@ -110,9 +156,13 @@ async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower,
     assert (await chain_client.pool_stats(pool.pool_id)).total_liquidity == 110 * UNIT
     # lock most of it with a loan, then a withdrawal beyond available fails with #6
     borrower = await new_borrower(pool)
-    loan = await create_loan_direct(rpc, phrase, pool.creditline_id,
-                                    loan_terms(borrower.public_key, total=120 * UNIT,
-                                               guarantee=20 * UNIT), borrower.secret)
+    loan = await create_loan_direct(
+        rpc,
+        phrase,
+        pool.creditline_id,
+        loan_terms(borrower.public_key, total=120 * UNIT, guarantee=20 * UNIT),
+        borrower.secret,
+    )
     assert loan.status == "success"
     with pytest.raises(ChainRefusal) as refused:
         await withdraw(rpc, phrase, pool.pool_id, pool.lp_secret, 70 * UNIT)
@@ -121,18 +171,28 @@ async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower,
 
 
 async def test_concurrent_fundings_never_overdraw_the_pool(
-    chain_client, deploy_pool, new_borrower, devnet  # type: ignore[no-untyped-def]
+    chain_client,
+    deploy_pool,
+    new_borrower,
+    devnet,  # type: ignore[no-untyped-def]
 ) -> None:
     """Ten borrowers race for a pool that can fund five: the chain lets exactly five land."""
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrowers = await asyncio.gather(*(new_borrower(pool) for _ in range(10)))
-    fundings = await asyncio.gather(*(
-        chain_client.build_funding_tx(
-            pool.creditline_id, loan_terms(b.public_key, total=25 * UNIT, guarantee=5 * UNIT),
-            max_time=expiry())
-        for b in borrowers))
-    signed = [sign_envelope(f.xdr, b.secret, devnet.passphrase)
-              for f, b in zip(fundings, borrowers, strict=True)]
+    fundings = await asyncio.gather(
+        *(
+            chain_client.build_funding_tx(
+                pool.creditline_id,
+                loan_terms(b.public_key, total=25 * UNIT, guarantee=5 * UNIT),
+                max_time=expiry(),
+            )
+            for b in borrowers
+        )
+    )
+    signed = [
+        sign_envelope(f.xdr, b.secret, devnet.passphrase)
+        for f, b in zip(fundings, borrowers, strict=True)
+    ]
     sent = await asyncio.gather(*(chain_client.submit(s) for s in signed))
     assert all(s.status == "pending" for s in sent)
     results = await asyncio.gather(*(wait_for_tx(chain_client, f.tx_hash) for f in fundings))

@@ -11,8 +11,9 @@ from chain.devnet_kit import create_loan_direct
 from tests.chain.helpers import UNIT, loan_terms
 
 
-async def test_loan_events_by_topic_and_cursor(chain_client, deploy_pool, new_borrower,
-                                               devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_loan_events_by_topic_and_cursor(
+    chain_client, deploy_pool, new_borrower, devnet
+) -> None:  # type: ignore[no-untyped-def]
     start = await chain_client.latest_ledger()
     pool = await deploy_pool(liquidity=300 * UNIT)
     other = await deploy_pool(liquidity=300 * UNIT)  # its events must not leak into ours
@@ -20,25 +21,34 @@ async def test_loan_events_by_topic_and_cursor(chain_client, deploy_pool, new_bo
     for vendor in vendors:
         borrower = await new_borrower(pool)
         status = await create_loan_direct(
-            devnet.rpc_url, devnet.passphrase, pool.creditline_id,
+            devnet.rpc_url,
+            devnet.passphrase,
+            pool.creditline_id,
             loan_terms(borrower.public_key, total=50 * UNIT, guarantee=10 * UNIT, vendor=vendor),
-            borrower.secret)
+            borrower.secret,
+        )
         assert status.status == "success"
     other_borrower = await new_borrower(other)
-    await create_loan_direct(devnet.rpc_url, devnet.passphrase, other.creditline_id,
-                             loan_terms(other_borrower.public_key, total=50 * UNIT,
-                                        guarantee=10 * UNIT), other_borrower.secret)
+    await create_loan_direct(
+        devnet.rpc_url,
+        devnet.passphrase,
+        other.creditline_id,
+        loan_terms(other_borrower.public_key, total=50 * UNIT, guarantee=10 * UNIT),
+        other_borrower.secret,
+    )
 
     # page one LOANCRTD at a time from start_ledger, then by cursor
     seen, cursor, pages = [], None, 0
-    page = await chain_client.events([pool.pool_id, pool.creditline_id], start_ledger=start,
-                                     limit=1, names=["LOANCRTD"])
+    page = await chain_client.events(
+        [pool.pool_id, pool.creditline_id], start_ledger=start, limit=1, names=["LOANCRTD"]
+    )
     while page.events:
         pages += 1
         seen.extend(page.events)
         cursor = page.cursor
-        page = await chain_client.events([pool.pool_id, pool.creditline_id], cursor=cursor,
-                                         limit=1, names=["LOANCRTD"])
+        page = await chain_client.events(
+            [pool.pool_id, pool.creditline_id], cursor=cursor, limit=1, names=["LOANCRTD"]
+        )
     assert pages == 3
     assert [e.name for e in seen] == ["LOANCRTD"] * 3
     assert [e.data[0] for e in seen] == [1, 2, 3]  # loan ids, in ledger order
@@ -53,8 +63,11 @@ async def test_loan_events_by_topic_and_cursor(chain_client, deploy_pool, new_bo
     assert [e.data[1] for e in funded.events] == [40 * UNIT] * 3
     assert {e.tx_hash for e in funded.events} == {e.tx_hash for e in seen}
     # both topics at once, and nothing from the other pool
-    both = await chain_client.events([pool.pool_id, pool.creditline_id], start_ledger=start,
-                                     names=["LQDEPST", "LOANCRTD", "LQFUND"])
+    both = await chain_client.events(
+        [pool.pool_id, pool.creditline_id],
+        start_ledger=start,
+        names=["LQDEPST", "LOANCRTD", "LQFUND"],
+    )
     assert sorted(e.name for e in both.events) == ["LOANCRTD"] * 3 + ["LQDEPST"] + ["LQFUND"] * 3
     # a cursor at the end yields nothing new until something happens
     tail = await chain_client.events([pool.pool_id, pool.creditline_id], cursor=both.cursor)
@@ -81,7 +94,8 @@ async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-
         assert lp.sequence > 0
         entry = await server.get_contract_data(
             pool.token_id,
-            scval.to_vec([scval.to_symbol("Balance"), scval.to_address(pool.pool_id)]))
+            scval.to_vec([scval.to_symbol("Balance"), scval.to_address(pool.pool_id)]),
+        )
         assert entry is not None
         value = scval.to_native(sx.LedgerEntryData.from_xdr(entry.xdr).contract_data.val)  # type: ignore[union-attr]
         assert value["amount"] == 10 * UNIT
@@ -93,8 +107,14 @@ async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-
         sym = scval.to_symbol("LQDEPST").to_xdr()
         resp = await server.get_events(
             start_ledger=1,
-            filters=[EventFilter(event_type=EventFilterType.CONTRACT, contract_ids=[pool.pool_id],
-                                 topics=[[sym, "*"]])])
+            filters=[
+                EventFilter(
+                    event_type=EventFilterType.CONTRACT,
+                    contract_ids=[pool.pool_id],
+                    topics=[[sym, "*"]],
+                )
+            ],
+        )
         assert len(resp.events) == 1 and resp.events[0].contract_id == pool.pool_id
     finally:
         await server.close()
@@ -102,19 +122,32 @@ async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-
 
 async def test_json_rpc_errors(devnet) -> None:  # type: ignore[no-untyped-def]
     async with aiohttp.ClientSession() as session:
+
         async def call(body: object) -> dict:  # type: ignore[type-arg]
             async with session.post(devnet.rpc_url.rstrip("/") + "/rpc", json=body) as resp:
                 return await resp.json()  # type: ignore[no-any-return]
 
         unknown = await call({"jsonrpc": "2.0", "id": 7, "method": "nope", "params": None})
         assert unknown["id"] == 7 and unknown["error"]["code"] == -32601
-        bad = await call({"jsonrpc": "2.0", "id": 8, "method": "sendTransaction",
-                          "params": {"transaction": "garbage"}})
+        bad = await call(
+            {
+                "jsonrpc": "2.0",
+                "id": 8,
+                "method": "sendTransaction",
+                "params": {"transaction": "garbage"},
+            }
+        )
         assert bad["error"]["code"] == -32602
-        too_far = await call({"jsonrpc": "2.0", "id": 9, "method": "getEvents",
-                              "params": {"startLedger": 10**9, "filters": None,
-                                         "pagination": None}})
+        too_far = await call(
+            {
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "getEvents",
+                "params": {"startLedger": 10**9, "filters": None, "pagination": None},
+            }
+        )
         assert "startLedger" in too_far["error"]["message"]
-        missing = await call({"jsonrpc": "2.0", "id": 10, "method": "getTransaction",
-                              "params": {"hash": "00" * 32}})
+        missing = await call(
+            {"jsonrpc": "2.0", "id": 10, "method": "getTransaction", "params": {"hash": "00" * 32}}
+        )
         assert missing["result"]["status"] == "NOT_FOUND"

@@ -34,7 +34,10 @@ async def test_wrong_key_is_bad_auth(chain_client, deploy_pool, new_borrower, de
     signed = sign_envelope(xdr, Keypair.random().secret, devnet.passphrase)
     result = await chain_client.submit(signed)
     assert (result.status, result.reason, result.detail) == (
-        "error", FailureReason.BAD_AUTH, "txBAD_AUTH")
+        "error",
+        FailureReason.BAD_AUTH,
+        "txBAD_AUTH",
+    )
     # unsigned is refused the same way
     result = await chain_client.submit(xdr)
     assert result.reason == FailureReason.BAD_AUTH
@@ -43,38 +46,58 @@ async def test_wrong_key_is_bad_auth(chain_client, deploy_pool, new_borrower, de
 async def test_stale_sequence_is_bad_seq(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
-    first = sign_envelope(await _funding(chain_client, pool, borrower, max_time=expiry()),
-                          borrower.secret, devnet.passphrase)
-    second = sign_envelope(await _funding(chain_client, pool, borrower, max_time=expiry() + 1),
-                           borrower.secret, devnet.passphrase)
+    first = sign_envelope(
+        await _funding(chain_client, pool, borrower, max_time=expiry()),
+        borrower.secret,
+        devnet.passphrase,
+    )
+    second = sign_envelope(
+        await _funding(chain_client, pool, borrower, max_time=expiry() + 1),
+        borrower.secret,
+        devnet.passphrase,
+    )
     sent = await chain_client.submit(first)
     assert sent.status == "pending"
     assert (await wait_for_tx(chain_client, sent.tx_hash)).status == "success"
     result = await chain_client.submit(second)  # built for the same sequence number
-    assert (result.status, result.reason, result.detail) == ("error", FailureReason.BAD_SEQ,
-                                                             "txBAD_SEQ")
+    assert (result.status, result.reason, result.detail) == (
+        "error",
+        FailureReason.BAD_SEQ,
+        "txBAD_SEQ",
+    )
 
 
-async def test_expired_time_bounds_is_too_late(chain_client, deploy_pool, new_borrower,
-                                               devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_time_bounds_is_too_late(
+    chain_client, deploy_pool, new_borrower, devnet
+) -> None:  # type: ignore[no-untyped-def]
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
     xdr = await _funding(chain_client, pool, borrower, max_time=int(time.time()) - 5)
     result = await chain_client.submit(sign_envelope(xdr, borrower.secret, devnet.passphrase))
-    assert (result.status, result.reason, result.detail) == ("error", FailureReason.TOO_LATE,
-                                                             "txTOO_LATE")
+    assert (result.status, result.reason, result.detail) == (
+        "error",
+        FailureReason.TOO_LATE,
+        "txTOO_LATE",
+    )
 
 
-async def _prepared_deposit(devnet: DevnetProcess, pool, lp: Keypair, *,  # type: ignore[no-untyped-def]
-                            min_time: int = 0, max_time: int = 0,
-                            prepare: bool = True) -> TransactionEnvelope:
+async def _prepared_deposit(
+    devnet: DevnetProcess,
+    pool,
+    lp: Keypair,
+    *,  # type: ignore[no-untyped-def]
+    min_time: int = 0,
+    max_time: int = 0,
+    prepare: bool = True,
+) -> TransactionEnvelope:
     server = SorobanServerAsync(devnet.rpc_url)
     try:
         account = await server.load_account(lp.public_key)
         tx = (
             TransactionBuilder(account, devnet.passphrase, 100)
             .append_invoke_contract_function_op(
-                pool.pool_id, "deposit", [scval.to_address(lp.public_key), scval.to_int128(UNIT)])
+                pool.pool_id, "deposit", [scval.to_address(lp.public_key), scval.to_int128(UNIT)]
+            )
             .add_time_bounds(min_time, max_time)
             .build()
         )
@@ -83,8 +106,9 @@ async def _prepared_deposit(devnet: DevnetProcess, pool, lp: Keypair, *,  # type
         await server.close()
 
 
-async def test_future_min_time_is_too_early(chain_client, deploy_pool, new_borrower,
-                                            devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_future_min_time_is_too_early(
+    chain_client, deploy_pool, new_borrower, devnet
+) -> None:  # type: ignore[no-untyped-def]
     pool = await deploy_pool(liquidity=100 * UNIT)
     lp = await new_borrower(pool)
     env = await _prepared_deposit(devnet, pool, lp, min_time=int(time.time()) + 3600)
@@ -93,8 +117,7 @@ async def test_future_min_time_is_too_early(chain_client, deploy_pool, new_borro
     assert (result.reason, result.detail) == (FailureReason.TOO_EARLY, "txTOO_EARLY")
 
 
-async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrower,
-                                           devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
     pool = await deploy_pool(liquidity=100 * UNIT)
     lp = await new_borrower(pool)
     # not prepared: no resource fee declared at all
@@ -124,8 +147,11 @@ async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrow
 async def test_duplicate_submission(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
-    signed = sign_envelope(await _funding(chain_client, pool, borrower, max_time=expiry()),
-                           borrower.secret, devnet.passphrase)
+    signed = sign_envelope(
+        await _funding(chain_client, pool, borrower, max_time=expiry()),
+        borrower.secret,
+        devnet.passphrase,
+    )
     first, second = await asyncio.gather(chain_client.submit(signed), chain_client.submit(signed))
     assert sorted([first.status, second.status]) == ["duplicate", "pending"]
     status = await wait_for_tx(chain_client, first.tx_hash)
@@ -137,13 +163,16 @@ async def test_unknown_account(chain_client, deploy_pool, devnet) -> None:  # ty
     ghost = Keypair.random()
     with pytest.raises(ChainRefusal) as refused:
         await chain_client.build_funding_tx(
-            pool.creditline_id, loan_terms(ghost.public_key, total=10 * UNIT, guarantee=2 * UNIT),
-            max_time=expiry())
+            pool.creditline_id,
+            loan_terms(ghost.public_key, total=10 * UNIT, guarantee=2 * UNIT),
+            max_time=expiry(),
+        )
     assert refused.value.reason == FailureReason.NO_ACCOUNT
     # an envelope from an account that does not exist is refused with txNO_ACCOUNT
     tx = (
         TransactionBuilder(
-            __import__("stellar_sdk").Account(ghost.public_key, 1), devnet.passphrase, 100)
+            __import__("stellar_sdk").Account(ghost.public_key, 1), devnet.passphrase, 100
+        )
         .append_invoke_contract_function_op(pool.pool_id, "get_pool_stats", [])
         .set_timeout(60)
         .build()
@@ -199,12 +228,14 @@ async def test_expiring_while_queued_fails_too_late_in_ledger(manual_devnet) -> 
         xdr = await _funding(client, pool, borrower, max_time=max_time)
         sent = await client.submit(sign_envelope(xdr, borrower.secret, phrase))
         assert sent.status == "pending"
-        while int(time.time()) <= max_time:  # the reservation's expiry passes while queued
-            await asyncio.sleep(0.1)
+        await asyncio.sleep(max_time + 1.05 - time.time())  # expiry passes while it is queued
         await devnet_call(rpc, "devnet_closeLedger", {})
         status = await client.transaction(sent.tx_hash)
         assert (status.status, status.reason, status.detail) == (
-            "failed", FailureReason.TOO_LATE, "txTOO_LATE")
+            "failed",
+            FailureReason.TOO_LATE,
+            "txTOO_LATE",
+        )
         server = SorobanServerAsync(rpc)
         raw = await server.get_transaction(sent.tx_hash)
         await server.close()
@@ -214,8 +245,10 @@ async def test_expiring_while_queued_fails_too_late_in_ledger(manual_devnet) -> 
         assert stats.locked_liquidity == 0  # nothing moved
         # the sequence number was not consumed: a fresh build uses the same one again
         again = await client.build_funding_tx(
-            pool.creditline_id, loan_terms(borrower.public_key, total=10 * UNIT,
-                                           guarantee=2 * UNIT), max_time=expiry())
+            pool.creditline_id,
+            loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT),
+            max_time=expiry(),
+        )
         assert again.sequence == TransactionEnvelope.from_xdr(xdr, phrase).transaction.sequence
     finally:
         await client.close()

@@ -17,7 +17,10 @@ from tests.chain.helpers import UNIT, expiry, loan_terms
 
 
 async def test_two_unreserved_fundings_second_fails_on_chain(
-    chain_client, deploy_pool, new_borrower, devnet  # type: ignore[no-untyped-def]
+    chain_client,
+    deploy_pool,
+    new_borrower,
+    devnet,  # type: ignore[no-untyped-def]
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     alice, bob = await new_borrower(pool), await new_borrower(pool)
@@ -31,16 +34,18 @@ async def test_two_unreserved_fundings_second_fails_on_chain(
     fund_b = await chain_client.build_funding_tx(pool.creditline_id, terms_b, max_time=expiry())
     signed_a = sign_envelope(fund_a.xdr, alice.secret, devnet.passphrase)
     signed_b = sign_envelope(fund_b.xdr, bob.secret, devnet.passphrase)
-    bob_tokens = await token_balance(devnet.rpc_url, devnet.passphrase, pool.token_id,
-                                     bob.public_key)
+    bob_tokens = await token_balance(
+        devnet.rpc_url, devnet.passphrase, pool.token_id, bob.public_key
+    )
     server = SorobanServerAsync(devnet.rpc_url)
     bob_xlm_before = (await server.load_account(bob.public_key)).sequence
 
     sent_a = await chain_client.submit(signed_a)
     sent_b = await chain_client.submit(signed_b)
     assert (sent_a.status, sent_b.status) == ("pending", "pending")  # both accepted by the network
-    status_a, status_b = await asyncio.gather(wait_for_tx(chain_client, fund_a.tx_hash),
-                                              wait_for_tx(chain_client, fund_b.tx_hash))
+    status_a, status_b = await asyncio.gather(
+        wait_for_tx(chain_client, fund_a.tx_hash), wait_for_tx(chain_client, fund_b.tx_hash)
+    )
 
     assert status_a.status == "success" and status_a.chain_loan_id == 1
     assert status_b.status == "failed"
@@ -55,7 +60,10 @@ async def test_two_unreserved_fundings_second_fails_on_chain(
     assert result.fee_charged.int64 > 0  # Bob paid for the failure
     assert (await server.load_account(bob.public_key)).sequence == bob_xlm_before + 1  # consumed
     assert decode.error_from_diagnostics(raw.diagnostic_events_xdr or []) == (
-        "Contract", "5", pool.creditline_id)
+        "Contract",
+        "5",
+        pool.creditline_id,
+    )
     await server.close()
 
     after = await chain_client.pool_stats(pool.pool_id)
@@ -63,5 +71,7 @@ async def test_two_unreserved_fundings_second_fails_on_chain(
     assert after.locked_liquidity == 60 * UNIT
     assert after.available_liquidity == 40 * UNIT
     # the failed transaction left no trace in the contracts: Bob's guarantee was not taken
-    assert await token_balance(devnet.rpc_url, devnet.passphrase, pool.token_id,
-                               bob.public_key) == bob_tokens
+    assert (
+        await token_balance(devnet.rpc_url, devnet.passphrase, pool.token_id, bob.public_key)
+        == bob_tokens
+    )
