@@ -1,0 +1,52 @@
+"""`worker.py` / `watcher.py` as real subprocesses, for the crash tests: started with the
+environment of a Settings instance, stopped (or SIGKILLed) by the PID we started, nothing else."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.temporal import ROOT, settings_env
+
+
+class Proc:
+    def __init__(self, script: str, settings: Any) -> None:
+        env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+        self._log = tempfile.NamedTemporaryFile(
+            prefix=f"{Path(script).stem}-", suffix=".log", delete=False
+        )
+        # cwd outside the checkout so a developer's .run/stack.env cannot leak into the settings
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / script)],
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")

@@ -1,0 +1,136 @@
+"""Crashes: the worker SIGKILLed between reserve and settlement, the watcher SIGKILLed while a
+settlement lands. Both run as real subprocesses (`python worker.py` / `python watcher.py`) on their
+own task queue and Redis prefix, so the session's in-process worker and watcher cannot help."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from chain.devnet_kit import wait_for_tx
+from core.models import LoanOffer, LoanState, Submitted
+from liquidity.ledger import Ledger
+from liquidity.tx_index import TxIndex
+from tests.fixtures.redis import delete_prefix
+from tests.fixtures.temporal import register_pool, stack_settings
+from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
+from tests.saga.procs import Proc
+from workflows.loan_client import loan_view, signal_submitted
+
+UNIT = 10_000_000
+
+
+@dataclass
+class Isolated:
+    settings: Any
+    ledger: Ledger
+    tx_index: TxIndex
+    pool: Any
+    procs: list[Proc]
+
+    def spawn(self, script: str) -> Proc:
+        proc = Proc(script, self.settings)
+        self.procs.append(proc)
+        return proc
+
+
+@pytest.fixture
+async def isolated(saga_stack, devnet, deploy_pool) -> AsyncIterator[Isolated]:
+    prefix = f"test-crash-{uuid.uuid4().hex[:10]}"
+    settings = stack_settings(
+        saga_stack.settings.temporal_address,
+        devnet,
+        prefix=prefix,
+        task_queue=f"crash-{uuid.uuid4().hex[:8]}",
+    )
+    ledger = Ledger(saga_stack.redis, prefix=prefix)
+    pool = await deploy_pool(liquidity=100 * UNIT)
+    # Registered only in this isolated settings: the session watcher does not follow this pool.
+    await register_pool(settings, ledger, saga_stack.chain, pool)
+    iso = Isolated(settings, ledger, TxIndex(saga_stack.redis, prefix=prefix), pool, [])
+    try:
+        yield iso
+    finally:
+        for proc in iso.procs:
+            proc.stop()
+        await delete_prefix(saga_stack.redis, prefix)
+
+
+async def open_in(stack, iso: Isolated, borrower, vendor, funded: int, ttl: int | None = None):
+    return await open_test_loan(
+        stack.client,
+        iso.settings.task_queue,
+        pool_id=iso.pool.pool_id,
+        creditline_id=iso.pool.creditline_id,
+        terms=terms_for(borrower.public_key, vendor.public_key, funded),
+        ttl_seconds=ttl,
+    )
+
+
+async def test_worker_killed_between_reserve_and_settlement(saga_stack, isolated, new_borrower):
+    stack, iso = saga_stack, isolated
+    iso.spawn("watcher.py")
+    worker = iso.spawn("worker.py")
+    borrower, idle, vendor = (
+        await new_borrower(iso.pool),
+        await new_borrower(iso.pool),
+        await new_borrower(),
+    )
+    loan_id, offer = await open_in(stack, iso, borrower, vendor, 30 * UNIT)
+    idle_id, idle_offer = await open_in(stack, iso, idle, vendor, 20 * UNIT, ttl=2)
+    assert isinstance(offer, LoanOffer) and isinstance(idle_offer, LoanOffer)
+    assert (await iso.ledger.status(iso.pool.pool_id)).reserved == 50 * UNIT
+
+    worker.kill()
+    # While no worker runs: the borrower signs and submits, the chain settles, the watcher
+    # signals (the server keeps the signals), and the idle loan's hold passes.
+    sent = await stack.chain.submit(signed(offer, borrower.secret, iso.settings.network_passphrase))
+    await signal_submitted(stack.client, loan_id, Submitted(tx_hash=sent.tx_hash))
+    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
+    assert landed.status == "success", landed
+    await asyncio.sleep(4)  # idle loan: ttl 2 s + grace 2 s
+
+    iso.spawn("worker.py")
+    view = await wait_state(stack.client, loan_id, LoanState.FUNDED, within=60)
+    assert view.settled_ledger == landed.ledger
+    await wait_state(stack.client, idle_id, LoanState.EXPIRED, within=60)
+    status = await iso.ledger.status(iso.pool.pool_id)
+    assert (status.reserved, status.active_reservations) == (0, 0)  # nothing leaked
+    commits = [e for e in await iso.ledger.audit(iso.pool.pool_id) if e.action == "commit"]
+    assert [e.loan_id for e in commits] == [loan_id]
+
+
+async def test_watcher_killed_and_restarted_misses_no_settlement(
+    saga_stack, isolated, new_borrower
+):
+    stack, iso = saga_stack, isolated
+    iso.spawn("worker.py")
+    watcher = iso.spawn("watcher.py")
+    borrower, vendor = await new_borrower(iso.pool), await new_borrower()
+    loan_id, offer = await open_in(stack, iso, borrower, vendor, 25 * UNIT)
+    assert isinstance(offer, LoanOffer)
+    for _ in range(100):  # the watcher has made a pass and saved its cursor
+        if await iso.tx_index.cursor() is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert await iso.tx_index.cursor() is not None
+
+    watcher.kill()
+    sent = await stack.chain.submit(signed(offer, borrower.secret, iso.settings.network_passphrase))
+    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
+    assert landed.status == "success", landed
+    await asyncio.sleep(1.5)
+    # Nobody has told the loan yet (no submitted signal, watcher down).
+    view = await loan_view(stack.client, loan_id)
+    assert view is not None and view.state == LoanState.RESERVED
+
+    iso.spawn("watcher.py")  # resumes from the cursor saved in Redis
+    view = await wait_state(stack.client, loan_id, LoanState.FUNDED, within=30)
+    assert view.settled_ledger == landed.ledger
+    assert (await iso.ledger.status(iso.pool.pool_id)).reserved == 0
+
