@@ -26,9 +26,9 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from chain.client import ChainClient
 from temporalio.client import Client
 
+from chain.client import ChainClient
 from chain.types import ChainEvent
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings

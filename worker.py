@@ -18,11 +18,11 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from chain.client import ChainClient
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.loan import LoanActivities
+from chain.client import ChainClient
 from core.settings import Settings, get_settings
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex

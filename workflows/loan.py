@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -407,7 +408,7 @@ class LoanWorkflow:
         """Every state change is recorded in the history and in the search attributes."""
         self._view.state = state
         self._append_history(detail)
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             LOAN_STATE.value_set(state.value),
             POOL_ID.value_set(self._loan.pool_id),
             BORROWER.value_set(self._loan.terms.borrower),

@@ -96,7 +96,7 @@ async def run_scenarios(client: Client, task_queue: str, stack, pool, new_borrow
     for name, loan_id in loans.items():
         view = await wait_view(client, loan_id, within=30)
         assert view.state == expected[name], (name, view)
-    for name, loan_id in loans.items():  # the last task (history close) may lag the query
+    for loan_id in loans.values():  # the last task (history close) may lag the query
         handle = loan_handle(client, loan_id)
         for _ in range(50):
             if (await handle.describe()).close_time is not None:
