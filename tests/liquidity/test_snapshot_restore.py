@@ -50,6 +50,12 @@ async def test_a_commit_at_or_before_the_held_snapshot_is_not_pending(
     await ledger.commit(pool, "L1", ledger=209)
     status = await ledger.status(pool)
     assert (status.pending_commits, status.reserved, status.available) == (0, 0, 700)
+    # Exactly at the snapshot's ledger: already inside the chain figures too.
+    await ledger.reserve(pool, "L2", "alice", 100, ttl_ms=60_000, borrower_limit=BIG)
+    await ledger.apply_snapshot(pool, ledger=211, total=1_000, locked=400, available=600)
+    await ledger.commit(pool, "L2", ledger=211)
+    status = await ledger.status(pool)
+    assert (status.pending_commits, status.reserved, status.available) == (0, 0, 600)
 
 
 async def test_unknown_pool_stays_closed_until_established(
