@@ -22,12 +22,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.loan import LoanActivities
+from activities.reconcile import ReconcileActivities
 from chain.client import ChainClient
 from core.settings import Settings, get_settings
 from liquidity.ledger import Ledger
+from liquidity.reconcile import ReportStore
 from liquidity.tx_index import TxIndex
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import connect
+from workflows.reconcile import ReconcileWorkflow
+from workflows.reconcile_client import ensure_reconcile_schedule
 
 log = logging.getLogger("worker")
 
@@ -70,16 +74,20 @@ def registrations(deps: Deps) -> tuple[list[type], list[Callable[..., Any]]]:
     )
     activities: list[Callable[..., Any]] = list(loan_activities.all())  # type: ignore[arg-type]
 
-    # ---- reconciler team: register ReconcileWorkflow and its activities here --------------
-    # e.g. workflows.append(ReconcileWorkflow); activities += ReconcileActivities(...).all()
-    # ------------------------------------------------------------------------------------------
+    workflows.append(ReconcileWorkflow)
+    reconcile_activities = ReconcileActivities(
+        settings=deps.settings, ledger=deps.ledger, chain=deps.chain, tx_index=deps.tx_index,
+        reports=ReportStore(deps.redis, prefix=deps.settings.ledger_prefix),
+    )
+    activities += reconcile_activities.all()  # type: ignore[arg-type]
     return workflows, activities
 
 
 async def ensure_schedules(client: Client, deps: Deps) -> None:
     """Schedules this worker makes sure exist at start-up."""
-    # ---- reconciler team: create / update the reconcile Schedule here -----------------------
-    return None
+    if deps.settings.reconcile_schedule_enabled:
+        sid = await ensure_reconcile_schedule(client, deps.settings)
+        log.info("reconcile schedule %s every %ss", sid, deps.settings.reconcile_interval_seconds)
 
 
 def build_worker(

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # Reconciler.
     reconcile_interval_seconds: int = 60
     drift_freeze_threshold_stroops: int = 0
+    # How far back the RPC keeps events (Soroban RPC: ledgerRetentionWindow, 17280 by default):
+    # a gap longer than this cannot be explained, what it hides counts as drift.
+    reconcile_event_window_ledgers: int = 17_280
+    # The worker creates/updates the Schedule at start; None -> "reconcile-<task_queue>".
+    reconcile_schedule_id: str | None = None
+    reconcile_schedule_enabled: bool = True
 
     # API.
     admin_token: str = "change-me"
