@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import admin, health, loans, pools
+from api.routes import admin, health, loans, pools, reconciliation
 from core.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (loans, pools, admin, health):
         app.include_router(module.router)
+    app.include_router(reconciliation.pools_router)
+    app.include_router(reconciliation.admin_router)
     return app
 
 
