@@ -71,7 +71,7 @@ def main() -> int:
             print("chain.json names a pool the devnet does not have: bootstrapping again")
             chain = None
     if chain is None:
-        chain = stack.bootstrap_chain(env["RPC_URL"], env)
+        chain = stack.bootstrap_chain(env["RPC_URL"], env["NETWORK_PASSPHRASE"], env)
     pool_id = chain["pool_id"]
     if asyncio.run(ledger_knows(env, pool_id)):
         print(f"ledger already knows pool {pool_id}: left to the reconciler")

@@ -162,7 +162,9 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    child = sup.start("devnet", [PY, "-m", "chain.devnet", "--port", str(port)], env, cwd=ROOT)
+    argv = [PY, "-m", "chain.devnet", "--port", str(port), "--ledger-interval",
+            os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
+    child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
 
     def healthy() -> bool:
@@ -177,12 +179,14 @@ def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     return url, passphrase
 
 
-def bootstrap_chain(rpc_url: str, env: dict[str, str]) -> dict[str, Any]:
+def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[str, Any]:
     say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
     log = LOGS / "bootstrap.log"
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--out", str(CHAIN_FILE)],
+            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
+             "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
+             "--out", str(CHAIN_FILE)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -196,8 +200,8 @@ def bootstrap_chain(rpc_url: str, env: dict[str, str]) -> dict[str, Any]:
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
     import redis.asyncio as aioredis
-    from chain.client import ChainClient
 
+    from chain.client import ChainClient
     from liquidity.ledger import Ledger
 
     chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
@@ -275,13 +279,14 @@ def run(args: argparse.Namespace) -> int:
     PID_FILE.write_text(str(os.getpid()))
     sup = Supervisor(LOGS)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started with SIGINT ignored
     try:
         redis_url = ensure_redis(sup)
         reset_state(redis_url)
         temporal_address, ui_url = start_temporal(sup)
         base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         rpc_url, passphrase = start_devnet(sup, base_env)
-        chain = bootstrap_chain(rpc_url, base_env)
+        chain = bootstrap_chain(rpc_url, passphrase, base_env)
         api_port = free_port(args.api_port)
         values = {
             "REDIS_URL": redis_url,

@@ -1,0 +1,257 @@
+"""`make demo`: a scripted story against the running stack (`make run`), over the HTTP API only.
+
+1. a loan nobody will sign, with a 20 s reservation (it will expire);
+2. a burst of concurrent requests for more than the pool has left: some are reserved, the rest
+   are refused with their shortage, and none over-commits the pool;
+3. an idempotent replay, and a tampered envelope refused;
+4. two borrowers sign (with the demo secrets in .run/chain.json: the wallet's job) and the API
+   relays their transactions; one loan is cancelled; the short one expires;
+5. a refused request retried once the released funds are back;
+6. a table of outcomes and the pool's figures before and after."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chain.envelope import sign_envelope
+from core.money import format_stroops, to_stroops
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+SHORT_TTL = 20
+BURST = 5
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            k, _, v = line.partition("=")
+            values[k.strip()] = v.strip().strip("'\"")
+    return values
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+class Demo:
+    def __init__(self, http: httpx.AsyncClient, env: dict[str, str], chain: dict[str, Any]):
+        self.http = http
+        self.passphrase = env["NETWORK_PASSPHRASE"]
+        self.pool_id: str = chain["pool_id"]
+        self.borrowers: list[dict[str, str]] = chain["borrowers"]
+        self.vendor: str = chain["vendor"]
+        self.rows: list[dict[str, Any]] = []
+        self._serial = 0
+
+    def _due_date(self) -> int:
+        """A distinct due date per request keeps every funding transaction distinct even when
+        one borrower asks twice with the same terms in the same second."""
+        self._serial += 1
+        return int(time.time()) + 30 * 86400 + self._serial
+
+    def body(self, borrower: str, funded: int, ttl: int | None = None) -> dict[str, Any]:
+        guarantee = funded // 4  # 20 % of the total: above the 10 % guarantee policy
+        total = funded + guarantee
+        body: dict[str, Any] = {
+            "pool_id": self.pool_id, "borrower": borrower, "vendor": self.vendor,
+            "total_amount": format_stroops(total), "guarantee_amount": format_stroops(guarantee),
+            "repayment_schedule": [{"amount": format_stroops(total),
+                                    "due_date": self._due_date()}],
+            "loan_type": 0,
+        }
+        if ttl is not None:
+            body["ttl_seconds"] = ttl
+        return body
+
+    async def liquidity(self) -> dict[str, Any]:
+        resp = await self.http.get(f"/v1/pools/{self.pool_id}/liquidity")
+        resp.raise_for_status()
+        figures: dict[str, Any] = resp.json()
+        return figures
+
+    async def request(self, label: str, borrower: dict[str, str], funded: int,
+                      ttl: int | None = None, key: str | None = None) -> dict[str, Any]:
+        key = key or f"demo-{uuid.uuid4()}"
+        body = self.body(borrower["public"], funded, ttl)
+        resp = await self.http.post("/v1/loans", json=body, headers={"Idempotency-Key": key})
+        row = {"label": label, "key": key, "body": body, "borrower": borrower,
+               "status": resp.status_code, "reply": resp.json(), "funded": funded,
+               "replayed": resp.headers.get("Idempotent-Replayed") == "true"}
+        self.rows.append(row)
+        return row
+
+    @staticmethod
+    def describe(row: dict[str, Any]) -> str:
+        reply = row["reply"]
+        if row["status"] == 201:
+            expires = time.localtime(reply["funding"]["expires_at"])
+            return (f"201 reserved {reply['reserved_amount']:>8}  loan {reply['loan_id'][:8]}  "
+                    f"expires {time.strftime('%H:%M:%S', expires)}")
+        err = reply["error"]
+        d = err["details"]
+        if err["code"] == "insufficient_liquidity":
+            return (f"{row['status']} {err['code']}: required {d['required']}, "
+                    f"available {d['available']}, shortage {d['shortage']}")
+        return f"{row['status']} {err['code']}: {err['message']}"
+
+    async def submit(self, row: dict[str, Any]) -> None:
+        funding = row["reply"]["funding"]
+        signed = sign_envelope(funding["xdr"], row["borrower"]["secret"], self.passphrase)
+        resp = await self.http.post(f"/v1/loans/{row['reply']['loan_id']}/submit",
+                                    json={"signed_xdr": signed})
+        say(f"  {row['label']}: signed by the borrower, relayed -> {resp.status_code} "
+            f"{resp.json().get('state', resp.json())}")
+
+    async def state(self, loan_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = (await self.http.get(f"/v1/loans/{loan_id}")).json()
+        return view
+
+    async def wait_all(self, wanted: dict[str, set[str]], limit_s: float) -> dict[str, str]:
+        deadline = time.monotonic() + limit_s
+        states: dict[str, str] = {}
+        while True:
+            for loan_id in wanted:
+                states[loan_id] = (await self.state(loan_id))["state"]
+            if all(states[i] in s for i, s in wanted.items()) or time.monotonic() > deadline:
+                return states
+            await asyncio.sleep(1)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+async def story(demo: Demo) -> int:
+    before = await demo.liquidity()
+    available = to_stroops(before["available"], allow_zero=True)
+    say(f"Pool {demo.pool_id}\n  before: available {before['available']}, reserved "
+        f"{before['reserved']}, locked {before['locked']}")
+    if available < 10 * 10_000_000:
+        say("The pool has less than 10 units available; restart `make run` for a fresh pool.")
+        return 1
+    funded = available // 4
+    b = demo.borrowers
+
+    say(f"\n1) A loan nobody will sign: {format_stroops(funded)} funded, reservation of "
+        f"{SHORT_TTL} s")
+    lonely = await demo.request("L1 (left to expire)", b[0], funded, ttl=SHORT_TTL)
+    say(f"  {demo.describe(lonely)}")
+
+    say(f"\n2) {BURST} concurrent requests of {format_stroops(funded)} each; room for "
+        f"{(available - funded) // funded}:")
+    burst = await asyncio.gather(*[
+        demo.request(f"B{i + 1}", b[(i + 1) % len(b)], funded) for i in range(BURST)])
+    for row in burst:
+        say(f"  {row['label']}: {demo.describe(row)}")
+    mid = await demo.liquidity()
+    say(f"  pool now: reserved {mid['reserved']}, available {mid['available']} "
+        "(never negative: the ledger reserves atomically)")
+
+    granted = [r for r in burst if r["status"] == 201]
+    refused = [r for r in burst if r["status"] != 201]
+    if len(granted) < 3:
+        say("Fewer than 3 loans were reserved; is the worker running? See .run/logs/.")
+        return 1
+
+    say("\n3) The same request again with the same Idempotency-Key:")
+    again = await demo.http.post("/v1/loans", json=granted[0]["body"],
+                                 headers={"Idempotency-Key": granted[0]["key"]})
+    say(f"  {again.status_code}, Idempotent-Replayed: {again.headers.get('Idempotent-Replayed')}"
+        f", same loan: {again.json().get('loan_id') == granted[0]['reply']['loan_id']}")
+    tampered = sign_envelope(granted[0]["reply"]["funding"]["xdr"], b[1]["secret"]
+                             if granted[0]["borrower"] is b[0] else b[0]["secret"],
+                             demo.passphrase)
+    resp = await demo.http.post(f"/v1/loans/{granted[0]['reply']['loan_id']}/submit",
+                                json={"signed_xdr": tampered})
+    say(f"  an envelope signed by someone else: {resp.status_code} "
+        f"{resp.json()['error']['code']} ({resp.json()['error']['details'].get('reason')})")
+
+    say("\n4) Two borrowers sign and submit; one cancels:")
+    # A Stellar account has one sequence number: two open loans of one borrower were built on
+    # the same one, so only one of them could land. Submit loans of two different borrowers.
+    first = granted[0]
+    second = next((r for r in granted[1:] if r["borrower"] is not first["borrower"]), granted[1])
+    cancel = next(r for r in granted if r is not first and r is not second)
+    await demo.submit(first)
+    await demo.submit(second)
+    resp = await demo.http.post(f"/v1/loans/{cancel['reply']['loan_id']}/cancel",
+                                json={"reason": "borrower changed their mind"})
+    say(f"  {cancel['label']}: cancelled -> {resp.status_code}")
+
+    wanted = {first["reply"]["loan_id"]: {"funded", "failed"},
+              second["reply"]["loan_id"]: {"funded", "failed"},
+              cancel["reply"]["loan_id"]: {"cancelled"}}
+    if lonely["status"] == 201:
+        wanted[lonely["reply"]["loan_id"]] = {"expired"}
+    say(f"\n   waiting for settlement on chain and for L1's reservation to expire "
+        f"(~{SHORT_TTL} s + a grace of a few ledgers) ...")
+    await demo.wait_all(wanted, limit_s=SHORT_TTL + 60)
+
+    if refused:
+        say("\n5) A refused request, retried now that released funds are back:")
+        retry = await demo.request(f"{refused[0]['label']} retry", refused[0]["borrower"],
+                                   refused[0]["funded"])
+        say(f"  {retry['label']}: {demo.describe(retry)}")
+
+    after = await demo.liquidity()
+    say("\nOutcomes")
+    rows = []
+    for row in demo.rows:
+        loan_id = row["reply"].get("loan_id") or row["reply"].get("error", {}).get(
+            "details", {}).get("loan_id", "")
+        state = (await demo.state(loan_id))["state"] if loan_id else "-"
+        detail = ""
+        if row["status"] != 201:
+            err = row["reply"]["error"]
+            detail = err["code"] + (f" (shortage {err['details']['shortage']})"
+                                    if "shortage" in err["details"] else "")
+        rows.append([row["label"], row["borrower"]["public"][:6] + "…",
+                     format_stroops(row["funded"]), str(row["status"]), state, detail])
+    say(table(["request", "borrower", "funded", "HTTP", "state now", "refusal"], rows))
+    say("\nPool figures")
+    keys = ["total", "locked", "reserved", "available", "active_reservations"]
+    say(table(["", *keys], [["before", *(str(before[k]) for k in keys)],
+                            ["after", *(str(after[k]) for k in keys)]]))
+    blocked = (await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5")).json()
+    say(f"\nRefusals recorded in the blocked stream (newest first): "
+        f"{[(e['required'], e['shortage']) for e in blocked['entries']]}")
+    say("Browse the loans in the Temporal UI, filtered by LoanState (see `make run`'s banner).")
+    return 0
+
+
+async def main() -> int:
+    env_file, chain_file = RUN / "stack.env", RUN / "chain.json"
+    if not env_file.exists() or not chain_file.exists():
+        say("No running stack found (.run/stack.env, .run/chain.json): start `make run` first.")
+        return 1
+    env = read_env(env_file)
+    chain = json.loads(chain_file.read_text())
+    base_url = f"http://127.0.0.1:{env.get('API_PORT', '8080')}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        try:
+            ready = await http.get("/readyz")
+        except httpx.HTTPError:
+            say(f"The API at {base_url} does not answer: is `make run` running?")
+            return 1
+        if ready.status_code != 200:
+            say(f"The stack is not ready: {ready.json()}")
+            return 1
+        return await story(Demo(http, env, chain))
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
