@@ -39,34 +39,39 @@ def _opt_str(value: str | None) -> str | None:
 
 
 def reserve_result(
-    reply: Sequence[Any], *, loan_id: str, amount: int, buffer: int, limit: int
+    reply: str, *, loan_id: str, amount: int, buffer: int, limit: int
 ) -> ReserveResult:
-    kind = reply[0]
+    """Reserved is built with model_construct: every field comes from our own script, already
+    typed here, and reserve is the hot path."""
+    kind, _, rest = reply.partition("|")
     if kind == "reserved":
-        return Reserved(
-            loan_id=loan_id, amount=int(reply[1]), expires_at_ms=int(reply[2]),
-            hold_until_ms=int(reply[3]), fence=int(reply[4]), replayed=reply[5] == "1",
+        a, e, h, f, replayed = rest.split("|")
+        return Reserved.model_construct(
+            kind="reserved", loan_id=loan_id, amount=int(a), expires_at_ms=int(e),
+            hold_until_ms=int(h), fence=int(f), replayed=replayed == "1",
         )
     if kind == "insufficient":
-        available = int(reply[1]) - buffer
+        available = int(rest) - buffer
         return Insufficient(available=available, required=amount, shortage=amount - available)
     if kind == "borrower_limit":
-        return BorrowerLimitExceeded(exposure=int(reply[1]), required=amount, limit=limit)
+        return BorrowerLimitExceeded(exposure=int(rest), required=amount, limit=limit)
     if kind == "frozen":
-        return Frozen(reason=reply[1])
+        return Frozen(reason=rest)
     if kind == "unknown_pool":
         return UnknownPool()
     if kind == "terminal":
-        return AlreadyTerminal(state=reply[1])
+        return AlreadyTerminal(state=rest)  # validated by pydantic
     raise ValueError(f"unexpected reserve reply {reply!r}")
 
 
-def commit_result(reply: Sequence[Any]) -> CommitResult:
-    return CommitResult(outcome=reply[0], amount=int(reply[1]))
+def commit_result(reply: str) -> CommitResult:
+    outcome, _, amount = reply.partition("|")
+    return CommitResult(outcome=outcome, amount=int(amount))
 
 
-def release_result(reply: Sequence[Any]) -> ReleaseResult:
-    return ReleaseResult(outcome=reply[0], amount=int(reply[1]))
+def release_result(reply: str) -> ReleaseResult:
+    outcome, _, amount = reply.partition("|")
+    return ReleaseResult(outcome=outcome, amount=int(amount))
 
 
 def restore_result(reply: Sequence[Any], *, buffer: int) -> RestoreResult:
@@ -108,15 +113,15 @@ def audit_entry(entry_id: str, f: Mapping[str, str]) -> AuditEntry:
 
 
 def blocked_entry(entry_id: str, f: Mapping[str, str]) -> BlockedEntry:
-    """x1/x2 hold the figures behind the refusal: headroom and safety buffer for `insufficient`
-    (available = headroom - buffer), exposure and limit for `borrower_limit_exceeded` (what the
-    borrower may still take = limit - exposure)."""
+    """x1/x2 hold the figures behind the refusal: for `insufficient` headroom and need (= required
+    + buffer), so available = headroom - buffer; for `borrower_limit_exceeded` exposure and room
+    (= limit - required), so what the borrower may still take = limit - exposure."""
     required = int(f["required"])
     available: int | None = None
     if f["reason"] == "insufficient":
-        available = int(f["x1"]) - int(f["x2"])
+        available = int(f["x1"]) - (int(f["x2"]) - required)
     elif f["reason"] == "borrower_limit_exceeded":
-        available = int(f["x2"]) - int(f["x1"])
+        available = int(f["x2"]) + required - int(f["x1"])
     return BlockedEntry(
         id=entry_id, loan_id=f["loan"], borrower=f["borrower"], reason=f["reason"],
         required=required, available=available,

@@ -101,7 +101,7 @@ class Ledger:
             [
                 _text("loan_id", loan_id), _text("borrower", borrower), amt, ttl_ms,
                 _nonneg("grace_ms", grace_ms), amount + self._buffer, limit - amount,
-                self._retention, self._buffer, limit,
+                self._retention,
             ],
         )
         return decode.reserve_result(

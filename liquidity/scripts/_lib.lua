@@ -98,8 +98,8 @@ local function audit(now, action, loan, amount, before, after, reason, alarm, le
     'ra', after or '', 'reason', reason or '', 'alarm', a, 'at', fmt(now), 'ledger', ledger or '')
 end
 
--- A refusal: x1/x2 are the figures behind it (headroom+buffer, or exposure+limit); the reader
--- derives available/shortage from them exactly, in Python.
+-- A refusal: x1/x2 are the figures behind it (headroom and need = amount + buffer, or exposure
+-- and room = limit - amount); the reader derives available/shortage from them exactly, in Python.
 local function block(now, loan, borrower, reason, required, x1, x2)
   redis.call('XADD', K_BLOCKED, 'MAXLEN', '~', BLOCKED_MAXLEN, '*',
     'loan', loan, 'borrower', borrower, 'reason', reason, 'required', required,

@@ -14,16 +14,16 @@ if v then
   if counted then add_pending(loan, amount, ledger) end
   set_terminal(loan, 'committed', amount, now, retention)
   audit(now, 'commit', loan, amount, before, hget0(K_STATE, 'reserved'), nil, false, ledger)
-  return {'committed', amount}
+  return 'committed|' .. amount
 end
 
 local t = redis.call('HGET', K_TERM, loan)
-if not t then return {'unknown_loan', '0'} end
+if not t then return 'unknown_loan|' .. '0' end
 local state, amount = decode_term(t)
-if state == 'committed' then return {'already_committed', amount} end
+if state == 'committed' then return 'already_committed|' .. amount end
 
 local before = hget0(K_STATE, 'reserved')
 if counted then add_pending(loan, amount, ledger) end
 set_terminal(loan, 'committed', amount, now, retention)
 audit(now, 'late_commit', loan, amount, before, before, 'settled after release', true, ledger)
-return {'late_commit', amount}
+return 'late_commit|' .. amount

@@ -9,10 +9,10 @@ if v then
   drop_active(loan, borrower, amount)
   set_terminal(loan, 'released', amount, now, retention)
   audit(now, 'release', loan, amount, before, hget0(K_STATE, 'reserved'), reason, false, nil)
-  return {'released', amount}
+  return 'released|' .. amount
 end
 local t = redis.call('HGET', K_TERM, loan)
-if not t then return {'unknown_loan', '0'} end
+if not t then return 'unknown_loan|' .. '0' end
 local state, amount = decode_term(t)
-if state == 'committed' then return {'already_committed', amount} end
-return {'already_released', amount}
+if state == 'committed' then return 'already_committed|' .. amount end
+return 'already_released|' .. amount
