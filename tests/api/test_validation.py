@@ -48,7 +48,6 @@ async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
         ("total_amount", "0"),
         ("total_amount", "1e5"),  # exponent form refused before Decimal -> int
         ("total_amount", "9" * 60),  # beyond i128
-        ("total_amount", "170141183460469231731687303715.8841000"),  # i128 max + 1 stroop... big
         ("total_amount", " 5"),
         ("guarantee_amount", "0"),
         ("guarantee_amount", "200"),  # more than the total
@@ -75,6 +74,20 @@ async def test_invalid_loan_fields_are_422(http: httpx.AsyncClient, body: dict[s
     details = assert_error(await http.post("/v1/loans", json={**body, field: value},
                                            headers=key()), 422, "validation_error")
     assert details["errors"], details
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "saga bug, reported: a funded amount beyond int64 stroops fails LoanWorkflow's workflow task "
+    "(AmountStroops is an Int64 search attribute); the update answers with an RPC error, so the "
+    "API says 503 temporal_unavailable instead of 422 credit_declined"))
+async def test_an_amount_within_i128_but_beyond_policy_is_declined_not_5xx(
+        http: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    huge = "170141183460469231731687303715.8841000"  # < i128 max, > int64 stroops
+    resp = await http.post("/v1/loans", json={**body, "total_amount": huge,
+                                              "repayment_schedule": [{"amount": huge,
+                                                                      "due_date": 2**40}]},
+                           headers=key())
+    assert_error(resp, 422, "credit_declined")
 
 
 async def test_missing_field_and_wrong_top_level_type_are_422(http: httpx.AsyncClient,
