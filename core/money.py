@@ -29,7 +29,14 @@ def to_stroops(text: str, *, allow_zero: bool = False) -> int:
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -DECIMALS:
         raise AmountError(f"at most {DECIMALS} decimal places: {text!r}")
-    stroops = int(value.scaleb(DECIMALS))
+    # Checked on the exponent before scaling: "1e999999999" must not build a billion-digit int.
+    if value.adjusted() + DECIMALS > len(str(I128_MAX)):
+        raise AmountError(f"amount exceeds i128: {text!r}")
+    # Exact integer arithmetic on the digits: Decimal's default 28-digit context would round i128s.
+    sign, digits, exp = value.as_tuple()
+    assert isinstance(exp, int)
+    magnitude = int("".join(map(str, digits)) or "0") * 10 ** (exp + DECIMALS)
+    stroops = -magnitude if sign else magnitude
     if stroops < 0:
         raise AmountError(f"amount must not be negative: {text!r}")
     if stroops == 0 and not allow_zero:
