@@ -177,18 +177,22 @@ class SettlementWatcher:
     # ---- effects -----------------------------------------------------------------------------
 
     async def _deliver_settled(self, ref: TxRef, signal: Settled) -> None:
+        """Commit in the ledger, then signal the workflow.
+
+        The chain is the truth, so the reservation is consumed here, before any snapshot taken
+        after this settlement is applied: otherwise the funded amount would be counted twice
+        (in the chain's figures and as a still-active reservation) until the workflow commits,
+        and under load that refuses loans the pool can fund. The workflow's own commit is then
+        an idempotent `already_committed`. A loan whose workflow already ended (expired while
+        this watcher was down) gets a `late_commit`, which alarms in the audit stream."""
+        result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
+        if result.outcome not in ("committed", "already_committed"):
+            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome)
         try:
             await signal_settled(self._client, ref.loan_id, signal)
             self.signals_sent += 1
         except (LoanClosed, LoanNotFound):
-            # The workflow is gone (e.g. it expired while this watcher was down). The chain is
-            # the truth: record the settlement in the ledger, which alarms on a late commit and
-            # is a no-op when the workflow had already committed.
-            result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
-            if result.outcome != "already_committed":
-                log.warning(
-                    "settlement of closed loan %s recorded directly: %s", ref.loan_id, result
-                )
+            pass  # the workflow is gone; the ledger already has the truth
 
     async def refresh_snapshot(self, pool_id: str) -> None:
         stats = await self._chain.pool_stats(pool_id)

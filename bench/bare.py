@@ -31,7 +31,9 @@ class BareWorkflow:
             )
         self._offer = f"offer-{name}"
         await workflow.wait_condition(lambda: self._signalled, timeout=timedelta(minutes=10))
-        await workflow.execute_activity(noop, "commit", start_to_close_timeout=timedelta(seconds=10))
+        await workflow.execute_activity(
+            noop, "commit", start_to_close_timeout=timedelta(seconds=10)
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return "done"
 

@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 import uuid
@@ -306,11 +305,13 @@ async def main() -> None:
     tx_index = TxIndex(redis, prefix=prefix)
     deps = Deps(settings=settings, redis=redis, ledger=ledger, chain=chain, tx_index=tx_index)
     client = env.client
-    worker = build_worker(
-        client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop]
-    )
+    worker = build_worker(client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop])
     watcher = SettlementWatcher(
-        settings=settings, client=client, chain=chain, ledger=ledger, tx_index=tx_index,
+        settings=settings,
+        client=client,
+        chain=chain,
+        ledger=ledger,
+        tx_index=tx_index,
         poll_interval=0.1,
     )
     stop = asyncio.Event()

@@ -281,7 +281,12 @@ class LoanWorkflow:
             start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
             retry_policy=_OBLIGATION_RETRY,
         )
-        if state is not None:
+        if result.outcome == "already_committed":
+            # The chain settled first (the watcher committed it): the loan is funded, whatever
+            # made us give up on it.
+            self._view.failure_reason = None
+            self._set_state(LoanState.FUNDED, f"{detail}, but the funding had already settled")
+        elif state is not None:
             self._set_state(state, f"{detail}; ledger release: {result.outcome}")
 
     # ---- refusals ----------------------------------------------------------------------------

@@ -58,6 +58,7 @@ async def isolated(saga_stack, devnet, deploy_pool) -> AsyncIterator[Isolated]:
     finally:
         for proc in iso.procs:
             proc.stop()
+            print(f"---- {proc.proc.args} (pid {proc.pid})\n{proc.log()[-3000:]}")  # on failure
         await delete_prefix(saga_stack.redis, prefix)
 
 
@@ -93,6 +94,15 @@ async def test_worker_killed_between_reserve_and_settlement(saga_stack, isolated
     await signal_submitted(stack.client, loan_id, Submitted(tx_hash=sent.tx_hash))
     landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
     assert landed.status == "success", landed
+    # The watcher has consumed the settled reservation although no workflow could run: the
+    # chain's figures and the ledger never count the funded amount twice.
+    for _ in range(50):
+        if (await iso.ledger.status(iso.pool.pool_id)).reserved == 20 * UNIT:
+            break
+        await asyncio.sleep(0.1)
+    await iso.ledger.apply_snapshot(iso.pool.pool_id, **await chain_figures(stack, iso))
+    status = await iso.ledger.status(iso.pool.pool_id)
+    assert status.reserved == 20 * UNIT and status.available == 50 * UNIT, status
     await asyncio.sleep(4)  # idle loan: ttl 2 s + grace 2 s
 
     iso.spawn("worker.py")
@@ -134,3 +144,12 @@ async def test_watcher_killed_and_restarted_misses_no_settlement(
     assert view.settled_ledger == landed.ledger
     assert (await iso.ledger.status(iso.pool.pool_id)).reserved == 0
 
+
+async def chain_figures(stack, iso: Isolated) -> dict[str, int]:
+    stats = await stack.chain.pool_stats(iso.pool.pool_id)
+    return {
+        "ledger": stats.ledger,
+        "total": stats.total_liquidity,
+        "locked": stats.locked_liquidity,
+        "available": stats.available_liquidity,
+    }
