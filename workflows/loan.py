@@ -417,9 +417,18 @@ class LoanWorkflow:
             LOAN_STATE.value_set(state.value),
             POOL_ID.value_set(self._loan.pool_id),
             BORROWER.value_set(self._loan.terms.borrower),
-            AMOUNT_STROOPS.value_set(self._loan.terms.funded_amount),
+            AMOUNT_STROOPS.value_set(_int64(self._loan.terms.funded_amount)),
         ]
         if self._view.funding is not None:
             expires = datetime.fromtimestamp(self._view.funding.expires_at, tz=UTC)
             updates.append(EXPIRES_AT.value_set(expires))
         workflow.upsert_search_attributes(updates)
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _int64(value: int) -> int:
+    """Clamp to the Int search attribute's range: an i128 amount beyond it would fail every
+    workflow task (and wedge the loan) before the policy could decline it."""
+    return max(-_INT64_MAX - 1, min(_INT64_MAX, value))

@@ -76,10 +76,6 @@ async def test_invalid_loan_fields_are_422(http: httpx.AsyncClient, body: dict[s
     assert details["errors"], details
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "saga bug, reported: a funded amount beyond int64 stroops fails LoanWorkflow's workflow task "
-    "(AmountStroops is an Int64 search attribute); the update answers with an RPC error, so the "
-    "API says 503 temporal_unavailable instead of 422 credit_declined"))
 async def test_an_amount_within_i128_but_beyond_policy_is_declined_not_5xx(
         http: httpx.AsyncClient, body: dict[str, Any]) -> None:
     huge = "170141183460469231731687303715.8841000"  # < i128 max, > int64 stroops

@@ -79,6 +79,18 @@ async def test_refusals_are_typed_results_and_reserve_nothing(saga_stack, pool, 
     assert isinstance(result, LoanRefusal) and result.code == "credit_declined", result
     assert len(result.details["reasons"]) >= 3
 
+    # An amount i128 can carry but int64 cannot (the AmountStroops search attribute) is still
+    # assessed and declined, not a wedged workflow task.
+    huge = terms_for(borrower.public_key, vendor.public_key, 2**100)
+    _, result = await open_test_loan(
+        stack.client,
+        stack.task_queue,
+        pool_id=pool.pool_id,
+        creditline_id=pool.creditline_id,
+        terms=huge,
+    )
+    assert isinstance(result, LoanRefusal) and result.code == "credit_declined", result
+
     # Pool unknown to the ledger (never established): fail closed.
     _, result = await open_test_loan(
         stack.client,
