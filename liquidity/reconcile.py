@@ -22,6 +22,7 @@ module knows nothing of Temporal or HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from liquidity.tx_index import TxIndex
 # States in which a loan workflow holds a reservation the chain may still consume.
 HOLDING_STATES = frozenset({LoanState.RESERVED, LoanState.SUBMITTED})
 EVENT_PAGE = 1000
+CHECK_CONCURRENCY = 16
 
 
 class LoanInfo(BaseModel):
@@ -256,27 +258,40 @@ class Reconciler:
         return restored
 
     async def _check_reservations(self, pool_id: str, report: PoolReport) -> None:
-        for reservation in await self._ledger.reservations(pool_id, limit=10_000):
-            loan_id = reservation.loan_id
-            info = await self._directory.lookup(loan_id)
-            landed = await self._landed(info)
-            if info is None or not info.open:
-                if landed is not None:
-                    await self._ledger.commit(pool_id, loan_id, ledger=landed)
-                    report.orphans_committed.append(loan_id)
-                    continue
-                reason = "orphan: loan workflow closed" if info else "orphan: no loan workflow"
-                released = await self._ledger.release(pool_id, loan_id, reason=reason)
-                if released.outcome == "released":
-                    report.orphans_released.append(loan_id)
-            elif landed is not None:
-                assert info.tx_hash is not None
-                committed = await self._ledger.commit(pool_id, loan_id, ledger=landed)
-                await self._directory.tell_settled(loan_id, info.tx_hash, landed)
-                if committed.outcome == "committed":
-                    report.committed.append(loan_id)
-            elif info.state is None:
-                report.undetermined.append(loan_id)
+        """Each reservation is checked on its own (every repair is one idempotent ledger call),
+        a bounded number at a time so a pool with many open loans does not take minutes."""
+        gate = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+        async def check(loan_id: str) -> None:
+            async with gate:
+                await self._check_one(pool_id, loan_id, report)
+
+        reservations = await self._ledger.reservations(pool_id, limit=10_000)
+        await asyncio.gather(*(check(r.loan_id) for r in reservations))
+        for found in (report.orphans_released, report.orphans_committed, report.committed,
+                      report.undetermined):
+            found.sort()
+
+    async def _check_one(self, pool_id: str, loan_id: str, report: PoolReport) -> None:
+        info = await self._directory.lookup(loan_id)
+        landed = await self._landed(info)
+        if info is None or not info.open:
+            if landed is not None:
+                await self._ledger.commit(pool_id, loan_id, ledger=landed)
+                report.orphans_committed.append(loan_id)
+                return
+            reason = "orphan: loan workflow closed" if info else "orphan: no loan workflow"
+            released = await self._ledger.release(pool_id, loan_id, reason=reason)
+            if released.outcome == "released":
+                report.orphans_released.append(loan_id)
+        elif landed is not None:
+            assert info.tx_hash is not None
+            committed = await self._ledger.commit(pool_id, loan_id, ledger=landed)
+            await self._directory.tell_settled(loan_id, info.tx_hash, landed)
+            if committed.outcome == "committed":
+                report.committed.append(loan_id)
+        elif info.state is None:
+            report.undetermined.append(loan_id)
 
     async def _landed(self, info: LoanInfo | None) -> int | None:
         """The ledger the loan's funding transaction succeeded in, if it did."""

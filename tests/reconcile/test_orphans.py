@@ -56,3 +56,34 @@ async def test_killed_worker_expired_swept_and_orphans_released(world: World, ne
     assert (status.reserved, status.active_reservations, status.available) == (0, 0, 100 * UNIT)
     again = await w.reconcile()
     assert again.counts == dict.fromkeys(again.counts, 0)
+
+
+async def test_concurrent_runs_release_each_orphan_once_and_keep_live_loans(
+    world: World, new_borrower
+):
+    """A scheduled run and an admin run may overlap: every repair is idempotent, so together they
+    release each orphan exactly once and never touch a live loan's reservation."""
+    w = world
+    vendor = await new_borrower()
+    live = []
+    for _ in range(3):
+        loan_id, offer = await w.open(await new_borrower(w.pool), vendor, 5 * UNIT)
+        assert isinstance(offer, LoanOffer)
+        live.append(loan_id)
+    ghosts = [f"ghost-{uuid.uuid4().hex}" for _ in range(30)]
+    await asyncio.gather(*(
+        w.ledger.reserve(w.pool_id, g, f"G-{i % 4}", UNIT, ttl_ms=600_000, borrower_limit=10**15)
+        for i, g in enumerate(ghosts)
+    ))
+    assert (await w.ledger.status(w.pool_id)).reserved == 45 * UNIT
+
+    first, second = await asyncio.gather(w.reconcile(), w.reconcile())
+    released = first.orphans_released + second.orphans_released
+    assert sorted(released) == sorted(ghosts)  # each exactly once, between the two runs
+    releases = [e.loan_id for e in await w.ledger.audit(w.pool_id, count=1000)
+                if e.action == "release"]
+    assert sorted(releases) == sorted(ghosts)
+    status = await w.ledger.status(w.pool_id)
+    assert (status.reserved, status.active_reservations) == (15 * UNIT, 3)
+    assert sorted(r.loan_id for r in await w.ledger.reservations(w.pool_id)) == sorted(live)
+    assert status.available == 100 * UNIT - 15 * UNIT
