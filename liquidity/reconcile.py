@@ -39,7 +39,7 @@ from liquidity.tx_index import TxIndex
 # States in which a loan workflow holds a reservation the chain may still consume.
 HOLDING_STATES = frozenset({LoanState.RESERVED, LoanState.SUBMITTED})
 EVENT_PAGE = 1000
-CHECK_CONCURRENCY = 16
+CHECK_CONCURRENCY = 8  # per pool; pools run concurrently and share one Redis pool (100)
 
 
 class LoanInfo(BaseModel):
