@@ -70,6 +70,7 @@ class SettlementWatcher:
         self.max_backoff = max_backoff
         self._start_window = start_window_ledgers
         self.signals_sent = 0
+        self._dirty: set[str] = set()  # pools whose snapshot must be refreshed
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -88,15 +89,19 @@ class SettlementWatcher:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def step(self) -> None:
-        """One pass: drain new contract events, then poll the relayed transactions."""
+        """One pass: drain new contract events, refresh the snapshots of the pools they touched,
+        then poll the relayed transactions."""
         pools = dict(self._settings.pools)  # re-read: pools may be added at runtime
         if pools:
-            await self._follow_events(pools)
+            drained = await self._follow_events(pools)
+            await self._refresh_dirty(pools, drained)
         await self._poll_watched()
 
     # ---- events ------------------------------------------------------------------------------
 
-    async def _follow_events(self, pools: dict[str, str]) -> None:
+    async def _follow_events(self, pools: dict[str, str]) -> int:
+        """Signal every funding event after the cursor; returns the ledger up to which all
+        events have been handled."""
         creditline_to_pool = {creditline: pool for pool, creditline in pools.items()}
         contract_ids = sorted({*pools, *creditline_to_pool})
         cursor = await self._tx_index.cursor()
@@ -108,24 +113,44 @@ class SettlementWatcher:
             page = await self._chain.events(
                 contract_ids, start_ledger=start_ledger, cursor=cursor, limit=PAGE_LIMIT
             )
-            touched: set[str] = set()
             signalled: set[str] = set()
             for event in page.events:
-                pool_id = event.contract_id
-                if pool_id in creditline_to_pool:
-                    pool_id = creditline_to_pool[pool_id]
+                pool_id = creditline_to_pool.get(event.contract_id, event.contract_id)
                 if pool_id in pools:
-                    touched.add(pool_id)
+                    self._dirty.add(pool_id)
                 if event.name in FUNDING_EVENTS and event.tx_hash not in signalled:
                     signalled.add(event.tx_hash)
                     await self._settled_event(event)
-            for pool_id in touched:
-                await self.refresh_snapshot(pool_id)
             if page.cursor:
                 await self._tx_index.set_cursor(page.cursor)
                 cursor, start_ledger = page.cursor, None
             if len(page.events) < PAGE_LIMIT or not page.cursor:
-                return
+                return page.latest_ledger
+
+    async def _refresh_dirty(self, pools: dict[str, str], drained: int) -> None:
+        """Apply a fresh snapshot to each pool whose liquidity changed.
+
+        A snapshot at ledger M may only be applied once every saga funding up to M has been
+        committed in the ledger; otherwise those amounts count twice (in the chain's figures and
+        as active reservations) and the pool refuses loans it can fund. So when the snapshot is
+        newer than the events handled so far, drain the events up to it first."""
+        for pool_id in sorted(self._dirty):
+            if pool_id not in pools:
+                self._dirty.discard(pool_id)
+                continue
+            stats = await self._chain.pool_stats(pool_id)
+            if stats.ledger > drained:
+                drained = await self._follow_events(pools)
+                if stats.ledger > drained:
+                    continue  # the RPC is behind its own pool read; next pass
+            await self._ledger.apply_snapshot(
+                pool_id,
+                ledger=stats.ledger,
+                total=stats.total_liquidity,
+                locked=stats.locked_liquidity,
+                available=stats.available_liquidity,
+            )
+            self._dirty.discard(pool_id)
 
     async def _settled_event(self, event: ChainEvent) -> None:
         ref = await self._tx_index.lookup(event.tx_hash)
@@ -159,7 +184,7 @@ class SettlementWatcher:
                         chain_loan_id=status.chain_loan_id,
                     ),
                 )
-                await self.refresh_snapshot(ref.pool_id)
+                self._dirty.add(ref.pool_id)  # refreshed after the next event drain
             else:
                 failed = SettlementFailed(
                     tx_hash=tx_hash,
@@ -193,16 +218,6 @@ class SettlementWatcher:
             self.signals_sent += 1
         except (LoanClosed, LoanNotFound):
             pass  # the workflow is gone; the ledger already has the truth
-
-    async def refresh_snapshot(self, pool_id: str) -> None:
-        stats = await self._chain.pool_stats(pool_id)
-        await self._ledger.apply_snapshot(
-            pool_id,
-            ledger=stats.ledger,
-            total=stats.total_liquidity,
-            locked=stats.locked_liquidity,
-            available=stats.available_liquidity,
-        )
 
 
 def _chain_loan_id(event: ChainEvent) -> int | None:

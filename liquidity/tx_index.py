@@ -34,9 +34,11 @@ class TxRef(BaseModel):
 
 
 class TxIndex:
-    def __init__(self, redis: Any, *, prefix: str = "liq") -> None:
+    def __init__(self, redis: Any, *, prefix: str = "liq", cursor_name: str = "watcher") -> None:
+        """`cursor_name` separates the cursors of watchers sharing one index (tests)."""
         self._redis = redis
         self._prefix = prefix
+        self._cursor_name = cursor_name
 
     def _tx_key(self, tx_hash: str) -> str:
         return f"{self._prefix}:tx:{tx_hash}"
@@ -47,7 +49,7 @@ class TxIndex:
 
     @property
     def _cursor_key(self) -> str:
-        return f"{self._prefix}:watcher:cursor"
+        return f"{self._prefix}:{self._cursor_name}:cursor"
 
     async def register(self, ref: TxRef) -> None:
         """Map a funding hash to its loan (idempotent: same hash, same loan)."""

@@ -105,3 +105,15 @@ async def wait_state(
     view = await wait_view(client, loan_id, lambda v: v.state in TERMINAL_STATES, within=within)
     assert view.state == state, view
     return view
+
+
+async def watcher_snapshot(ledger: Any, pool_id: str, at_least: int, within: float = 15) -> Any:
+    """The pool's ledger status once the watcher has applied a chain snapshot at or after
+    `at_least` (it does so on its own after funding events)."""
+    deadline = time.monotonic() + within
+    while True:
+        status = await ledger.status(pool_id)
+        if status.snapshot_ledger >= at_least or time.monotonic() > deadline:
+            assert status.snapshot_ledger >= at_least, status
+            return status
+        await asyncio.sleep(0.1)

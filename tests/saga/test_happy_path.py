@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState, Submitted
-from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
+from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 from workflows.loan_client import signal_submitted
 
 UNIT = 10_000_000
@@ -52,8 +52,7 @@ async def test_loan_is_funded_and_ledger_matches_chain(saga_stack, deploy_pool, 
     assert stats.available_liquidity == 60 * UNIT
     # After the watcher's snapshot the ledger agrees with the chain: nothing reserved, nothing
     # pending, availability equal to the chain's.
-    await stack.watcher.refresh_snapshot(pool.pool_id)
-    status = await stack.ledger.status(pool.pool_id)
+    status = await watcher_snapshot(stack.ledger, pool.pool_id, landed.ledger)
     assert (status.reserved, status.pending_commits) == (0, 0)
     assert status.available == stats.available_liquidity
     assert [e.state for e in view.history][-1] == LoanState.FUNDED

@@ -10,7 +10,7 @@ import asyncio
 
 from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanRefusal, LoanState
-from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
+from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 
 UNIT = 10_000_000
 LOANS = 20
@@ -64,7 +64,6 @@ async def test_twenty_concurrent_loans_for_ten_loans_of_liquidity(
         await wait_state(stack.client, loan_id, LoanState.FUNDED)
     stats = await stack.chain.pool_stats(pool.pool_id)
     assert stats.available_liquidity == 0 and stats.locked_liquidity == FUNDABLE * FUNDED
-    await stack.watcher.refresh_snapshot(pool.pool_id)
-    status = await stack.ledger.status(pool.pool_id)
+    status = await watcher_snapshot(stack.ledger, pool.pool_id, max(t.ledger for t in landed))
     assert (status.reserved, status.pending_commits, status.available) == (0, 0, 0)
     assert status.overcommit == 0

@@ -1,0 +1,69 @@
+"""The watcher's own contract, one pass at a time: a settlement is consumed in the ledger before
+the snapshot that contains it is applied, so the funded amount is never counted twice (once in
+the chain's figures, once as a still-active reservation) — which would refuse fundable loans."""
+
+from __future__ import annotations
+
+import uuid
+
+from chain.devnet_kit import wait_for_tx
+from core.models import LoanOffer, LoanState
+from liquidity.tx_index import TxIndex
+from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
+from watcher import SettlementWatcher
+
+UNIT = 10_000_000
+
+
+async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_pool, new_borrower):
+    stack = saga_stack
+    pool = await deploy_pool(liquidity=100 * UNIT)
+    # Established but NOT given to the session watcher: this test runs the passes itself.
+    stats = await stack.chain.pool_stats(pool.pool_id)
+    await stack.ledger.apply_snapshot(
+        pool.pool_id,
+        ledger=stats.ledger,
+        total=stats.total_liquidity,
+        locked=stats.locked_liquidity,
+        available=stats.available_liquidity,
+        establish=True,
+    )
+    borrower, vendor = await new_borrower(pool), await new_borrower()
+    loan_id, offer = await open_test_loan(
+        stack.client,
+        stack.task_queue,
+        pool_id=pool.pool_id,
+        creditline_id=pool.creditline_id,
+        terms=terms_for(borrower.public_key, vendor.public_key, 30 * UNIT),
+    )
+    assert isinstance(offer, LoanOffer)
+    sent = await stack.chain.submit(
+        signed(offer, borrower.secret, stack.settings.network_passphrase)
+    )
+    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
+    assert landed.status == "success", landed
+    before = await stack.ledger.status(pool.pool_id)
+    assert (before.reserved, before.available) == (30 * UNIT, 70 * UNIT)
+
+    settings = stack.settings.model_copy(update={"pools": {pool.pool_id: pool.creditline_id}})
+    watcher = SettlementWatcher(
+        settings=settings,
+        client=stack.client,
+        chain=stack.chain,
+        ledger=stack.ledger,
+        # Same tx map as the saga, own cursor: the session watcher's position is not disturbed.
+        tx_index=TxIndex(stack.redis, prefix=stack.redis_prefix, cursor_name=uuid.uuid4().hex),
+    )
+    await watcher.step()
+
+    after = await stack.ledger.status(pool.pool_id)
+    assert after.snapshot_ledger >= landed.ledger  # the pass applied a snapshot containing it
+    assert after.chain_available == 70 * UNIT
+    assert (after.reserved, after.pending_commits) == (0, 0)
+    assert after.available == 70 * UNIT  # not 40: the funded amount counts once
+    assert watcher.signals_sent == 1
+    view = await wait_state(stack.client, loan_id, LoanState.FUNDED)
+    assert view.settled_ledger == landed.ledger
+
+    await watcher.step()  # a second pass finds nothing new and changes nothing
+    assert (await stack.ledger.status(pool.pool_id)).available == 70 * UNIT
