@@ -69,6 +69,48 @@ FUNDED = UNIT  # pool-funded part of every loan
 PASSPHRASE = "Local Devnet ; bench-e2e"
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), to show where each run's CPU went."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by this process, the Temporal server and the devnet during a run."""
+
+    def __init__(self, devnet_pid: int) -> None:
+        me = os.getpid()
+        self.pids = {"bench": me, "devnet": devnet_pid}
+        for pid in children(me):
+            if pid != devnet_pid:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"temporal" in cmd:
+                    self.pids["temporal"] = pid
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {k: cpu_seconds(p) - self._start[k] for k, p in self.pids.items()}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -113,6 +155,7 @@ class RunResult:
     settle_ms: list[float] = field(default_factory=list)
     not_completed: int = 0
     overcommits: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, whole run
 
     @property
     def per_s(self) -> float:
@@ -139,6 +182,7 @@ class Stack:
     ledger: Ledger
     chain: ChainClient
     clock: LedgerClock
+    meter: CpuMeter
 
 
 async def run_loans(stack: Stack, concurrency: int, loans: int) -> RunResult:
@@ -206,10 +250,12 @@ async def run_loans(stack: Stack, concurrency: int, loans: int) -> RunResult:
             submitted.append((loan_id, sent.tx_hash))
             trackers.append(asyncio.create_task(track(loan_id)))
 
+    stack.meter.start()
     start = time.perf_counter()
     await asyncio.gather(*(borrower() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - start
     await asyncio.wait_for(asyncio.gather(*trackers), timeout=120)
+    result.cpu = stack.meter.stop()
 
     # Over-commit audit: chain failures for lack of liquidity, ledger and chain figures.
     statuses = await asyncio.gather(*(stack.chain.transaction(h) for _, h in submitted))
@@ -252,10 +298,12 @@ async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
             result.offers += 1
             trackers.append(asyncio.create_task(track(handle, time.perf_counter())))
 
+    stack.meter.start()
     start = time.perf_counter()
     await asyncio.gather(*(borrower() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - start
     await asyncio.wait_for(asyncio.gather(*trackers), timeout=120)
+    result.cpu = stack.meter.stop()
     return result
 
 
@@ -264,7 +312,8 @@ def row(r: RunResult) -> str:
         f"{r.kind:5} {r.concurrency:>3} {r.offers:>6} {r.refusals:>5} {r.per_s:>9.1f} "
         f"{pct(r.xdr_ms, 0.5):>8.1f} {pct(r.xdr_ms, 0.99):>8.1f} "
         f"{pct(r.settle_ms, 0.5):>9.1f} {pct(r.settle_ms, 0.99):>9.1f} "
-        f"{r.not_completed:>6} {r.overcommits:>5}"
+        f"{r.not_completed:>6} {r.overcommits:>5}   "
+        + " ".join(f"{k}={v / max(r.offers, 1) * 1000:.1f}" for k, v in r.cpu.items())
     )
 
 
@@ -318,7 +367,14 @@ async def main() -> None:
     clock = LedgerClock(chain)
     clock.start()
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(watcher.run(stop))]
-    stack = Stack(client=client, settings=settings, ledger=ledger, chain=chain, clock=clock)
+    stack = Stack(
+        client=client,
+        settings=settings,
+        ledger=ledger,
+        chain=chain,
+        clock=clock,
+        meter=CpuMeter(devnet.pid),
+    )
     results: list[tuple[RunResult, RunResult]] = []
     try:
         for n in levels:
@@ -341,7 +397,10 @@ async def main() -> None:
         f"loans per pool {args.loans}, ledger close {args.ledger_interval}s, "
         f"{os.cpu_count()} cores; latencies in ms"
     )
-    print("kind    N offers  refd    per_s  xdr_p50  xdr_p99 settl_p50 settl_p99 unfin  over")
+    print(
+        "kind    N offers  refd    per_s  xdr_p50  xdr_p99 settl_p50 settl_p99 unfin  over"
+        "   CPU ms per loan by process"
+    )
     for loan, bare in results:
         print(row(loan))
         print(row(bare))
