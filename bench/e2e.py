@@ -30,7 +30,10 @@ import asyncio
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,7 +47,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.bare import BareWorkflow, noop
+from bench.bare import BareWorkflow
 from chain.client import ChainClient
 from chain.devnet_kit import deploy_pool, new_funded_keypair, start_devnet
 from chain.envelope import sign_envelope
@@ -58,12 +61,10 @@ from core.models import (
 )
 from core.settings import Settings
 from liquidity.ledger import Ledger
-from liquidity.tx_index import TxIndex
-from watcher import SettlementWatcher
-from worker import Deps, build_worker
 from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
 
+ROOT = Path(__file__).resolve().parents[1]
 UNIT = 10_000_000
 FUNDED = UNIT  # pool-funded part of every loan
 PASSPHRASE = "Local Devnet ; bench-e2e"
@@ -92,11 +93,11 @@ def children(pid: int) -> list[int]:
 
 
 class CpuMeter:
-    """CPU seconds used by this process, the Temporal server and the devnet during a run."""
+    """CPU seconds used by each process of the stack during a run."""
 
-    def __init__(self, devnet_pid: int) -> None:
+    def __init__(self, devnet_pid: int, extra: dict[str, int]) -> None:
         me = os.getpid()
-        self.pids = {"bench": me, "devnet": devnet_pid}
+        self.pids = {"bench": me, "devnet": devnet_pid, **extra}
         for pid in children(me):
             if pid != devnet_pid:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -185,12 +186,14 @@ class Stack:
     meter: CpuMeter
 
 
-async def run_loans(stack: Stack, concurrency: int, loans: int) -> RunResult:
-    s = stack.settings
-    pool = await deploy_pool(s.rpc_url, s.network_passphrase, liquidity=loans * FUNDED)
-    s.pools[pool.pool_id] = pool.creditline_id
-    stats = await stack.chain.pool_stats(pool.pool_id)
-    await stack.ledger.apply_snapshot(
+async def prepare_pool(settings: Settings, ledger: Ledger, chain: ChainClient, loans: int) -> Any:
+    """A fresh pool holding exactly `loans` loans, known to the ledger and in settings.pools."""
+    pool = await deploy_pool(
+        settings.rpc_url, settings.network_passphrase, liquidity=loans * FUNDED
+    )
+    settings.pools[pool.pool_id] = pool.creditline_id
+    stats = await chain.pool_stats(pool.pool_id)
+    await ledger.apply_snapshot(
         pool.pool_id,
         ledger=stats.ledger,
         total=stats.total_liquidity,
@@ -198,6 +201,11 @@ async def run_loans(stack: Stack, concurrency: int, loans: int) -> RunResult:
         available=stats.available_liquidity,
         establish=True,
     )
+    return pool
+
+
+async def run_loans(stack: Stack, pool: Any, concurrency: int, loans: int) -> RunResult:
+    s = stack.settings
     accounts: list[Keypair] = list(
         await asyncio.gather(
             *(
@@ -317,6 +325,41 @@ def row(r: RunResult) -> str:
     )
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": settings.redis_url,
+        "LEDGER_PREFIX": settings.ledger_prefix,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TASK_QUEUE": settings.task_queue,
+        "RPC_URL": settings.rpc_url,
+        "NETWORK_PASSPHRASE": settings.network_passphrase,
+        "POOLS": json.dumps(settings.pools),
+        "SETTLEMENT_GRACE_SECONDS": str(settings.settlement_grace_seconds),
+        "RESERVATION_TTL_SECONDS": str(settings.reservation_ttl_seconds),
+        "RECONCILE_SCHEDULE_ENABLED": "false",
+    }
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """cwd outside the checkout so a developer's .run/stack.env cannot leak in."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *argv], env=env, cwd=tempfile.gettempdir(), stdout=out, stderr=out
+        )
+
+
+def stop_proc(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="1,8,32")
@@ -351,41 +394,31 @@ async def main() -> None:
     redis = aioredis.from_url(settings.redis_url, decode_responses=True)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase)
     ledger = Ledger(redis, prefix=prefix)
-    tx_index = TxIndex(redis, prefix=prefix)
-    deps = Deps(settings=settings, redis=redis, ledger=ledger, chain=chain, tx_index=tx_index)
     client = env.client
-    worker = build_worker(client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop])
-    watcher = SettlementWatcher(
-        settings=settings,
-        client=client,
-        chain=chain,
-        ledger=ledger,
-        tx_index=tx_index,
-        poll_interval=0.1,
-    )
-    stop = asyncio.Event()
     clock = LedgerClock(chain)
-    clock.start()
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(watcher.run(stop))]
-    stack = Stack(
-        client=client,
-        settings=settings,
-        ledger=ledger,
-        chain=chain,
-        clock=clock,
-        meter=CpuMeter(devnet.pid),
-    )
+    procs: list[subprocess.Popen[bytes]] = []
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     results: list[tuple[RunResult, RunResult]] = []
     try:
-        for n in levels:
-            loan = await run_loans(stack, n, args.loans)
+        # Every pool exists before the watcher starts: it reads settings.pools from its env.
+        pools = [await prepare_pool(settings, ledger, chain, args.loans) for _ in levels]
+        child_env = settings_env(settings)
+        worker = spawn(["-m", "bench.worker_proc"], child_env, log_dir / "worker.log")
+        watcher = spawn([str(ROOT / "watcher.py")], child_env, log_dir / "watcher.log")
+        procs += [worker, watcher]
+        clock.start()
+        meter = CpuMeter(devnet.pid, {"worker": worker.pid, "watcher": watcher.pid})
+        stack = Stack(
+            client=client, settings=settings, ledger=ledger, chain=chain, clock=clock, meter=meter
+        )
+        for n, pool in zip(levels, pools, strict=True):
+            loan = await run_loans(stack, pool, n, args.loans)
             bare = await run_bare(stack, n, args.loans)
             results.append((loan, bare))
     finally:
-        stop.set()
         await clock.stop()
-        await worker.shutdown()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for proc in reversed(procs):
+            stop_proc(proc)
         await chain.close()
         async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
             await redis.delete(key)
