@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml
 run: venv
 	$(PY) -m tools.stack
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core liquidity chain workflows activities api worker.py watcher.py
+	$(VENV)/bin/mypy core liquidity chain workflows activities api tools worker.py watcher.py
 
 demo: venv
 	$(PY) -m tools.demo

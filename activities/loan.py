@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from chain.client import ChainClient
-from liquidity.ledger import Ledger
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from chain.client import ChainClient
 from chain.errors import ChainRefusal
 from chain.types import FundingTx, TxStatus
 from core.models import LoanTerms
 from core.settings import Settings
+from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
 from liquidity.types import CommitResult, ReleaseResult, ReserveResult
 
@@ -118,6 +118,20 @@ class LoanActivities:
             )
         except ChainRefusal as refusal:
             return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+        owner = await self._tx_index.claim_sequence(
+            funding.source,
+            funding.sequence,
+            request.loan_id,
+            until=funding.max_time + self._settings.settlement_grace_seconds,
+        )
+        if owner != request.loan_id:
+            return BuildOutcome(
+                refusal_reason="sequence_in_use",
+                refusal_detail=(
+                    f"the borrower's open funding transaction of loan {owner} holds sequence "
+                    f"{funding.sequence} until it settles or expires"
+                ),
+            )
         await self._tx_index.register(
             TxRef(
                 tx_hash=funding.tx_hash,

@@ -5,6 +5,10 @@ loan signals, and where it resumes after a restart.
   saga, so any settlement the watcher can see is already mapped);
 - `txwatch` -> hashes relayed to the chain, polled with getTransaction because a *failed*
   transaction emits no contract event (scored by the Unix second after which polling is moot);
+- `seq:<account>:<sequence>` -> the loan whose funding transaction uses that sequence number of
+  the borrower's account until its max_time: two open transactions on one sequence can never
+  both land (the second fails `txBAD_SEQ` after the borrower signed it), and identical terms in
+  the same second would even share one hash, so a second claim is refused instead;
 - `watcher:cursor` -> the getEvents paging cursor, advanced only after a page has been handled
   (at-least-once: a crash replays the page, and every signal it sends is idempotent).
 
@@ -56,6 +60,17 @@ class TxIndex:
         await self._redis.set(
             self._tx_key(ref.tx_hash), ref.model_dump_json(), ex=_RETENTION_SECONDS
         )
+
+    async def claim_sequence(self, account: str, sequence: int, loan_id: str, *, until: int) -> str:
+        """Claim `account`'s `sequence` for `loan_id` until Unix second `until`; returns the owner:
+        `loan_id` itself (new claim, or a repeat of ours) or the loan that holds it."""
+        key = f"{self._prefix}:seq:{account}:{sequence}"
+        while True:
+            if await self._redis.set(key, loan_id, nx=True, exat=until):
+                return loan_id
+            owner = await self._redis.get(key)
+            if owner is not None:  # else it expired between the two calls: claim again
+                return _text(owner)
 
     async def lookup(self, tx_hash: str) -> TxRef | None:
         raw = await self._redis.get(self._tx_key(tx_hash))

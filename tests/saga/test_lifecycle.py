@@ -271,3 +271,32 @@ async def test_duplicate_settlement_signals_commit_once(saga_stack, deploy_pool,
     ]
     assert len(commits) == 1 and commits[0].action == "commit", commits
     assert (await stack.ledger.status(pool.pool_id)).reserved == 0
+
+
+async def test_second_open_loan_of_one_borrower_is_declined_not_doomed_on_chain(
+    saga_stack, pool, new_borrower
+):
+    """Both funding transactions would use the borrower's next sequence number, so at most one
+    could ever land (with identical terms in one second they would even share a hash): the
+    second loan is declined up front and gives its reservation back."""
+    stack = saga_stack
+    borrower, vendor = await new_borrower(pool), await new_borrower()
+    first_id, first = await open_in(stack, pool, borrower, vendor, 10 * UNIT)
+    _, second = await open_in(stack, pool, borrower, vendor, 10 * UNIT)
+    assert isinstance(first, LoanOffer), first
+    assert isinstance(second, LoanRefusal) and second.code == "credit_declined", second
+    assert second.details["chain"] == "sequence_in_use"
+    assert first_id in second.details["reasons"][0]
+    reserved = {r.loan_id: r.amount for r in await stack.ledger.reservations(pool.pool_id)}
+    assert reserved == {first_id: 10 * UNIT}
+
+    # The first loan still settles normally.
+    await stack.client.get_workflow_handle(f"loan-{first_id}").signal(
+        LoanWorkflow.submitted, Submitted(tx_hash=first.funding.tx_hash)
+    )
+    submitted = await stack.chain.submit(
+        signed(first, borrower.secret, stack.settings.network_passphrase)
+    )
+    assert submitted.status == "pending", submitted
+    view = await wait_state(stack.client, first_id, LoanState.FUNDED)
+    assert view.state == LoanState.FUNDED
