@@ -45,9 +45,14 @@ def _nonneg(name: str, value: int) -> str:
     return str(value)
 
 
+def _reason(value: str) -> str:
+    """Free text travels inside the NUL-separated argument string, so NUL is dropped."""
+    return str(value).replace("\0", "")
+
+
 def _text(name: str, value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string")
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError(f"{name} must be a non-empty string without NUL characters")
     return value
 
 
@@ -66,16 +71,17 @@ class Ledger:
         self._buffer = int(_amount("safety_buffer", safety_buffer, allow_zero=True))
         self._retention = _nonneg("terminal_retention_ms", terminal_retention_ms)
         self._scripts = Scripts(redis)
-        self._keys: dict[str, list[str]] = {}
+        self._keys: dict[str, list[bytes]] = {}
 
     def keys(self, pool_id: str) -> PoolKeys:
         """The pool's Redis keys (for operators and white-box invariant checks in tests)."""
         return pool_keys(self._prefix, pool_id)
 
-    def _k(self, pool_id: str) -> list[str]:
+    def _k(self, pool_id: str) -> list[bytes]:
+        """Cached and pre-encoded: packing the command's arguments is the client's hot spot."""
         keys = self._keys.get(pool_id)
         if keys is None:
-            keys = self._keys[pool_id] = self.keys(pool_id).ordered()
+            keys = self._keys[pool_id] = [k.encode() for k in self.keys(pool_id).ordered()]
         return keys
 
     async def reserve(
@@ -119,7 +125,7 @@ class Ledger:
 
     async def release(self, pool_id: str, loan_id: str, *, reason: str) -> ReleaseResult:
         reply = await self._scripts.release(
-            self._k(pool_id), [_text("loan_id", loan_id), reason, self._retention]
+            self._k(pool_id), [_text("loan_id", loan_id), _reason(reason), self._retention]
         )
         return decode.release_result(reply)
 
@@ -179,10 +185,10 @@ class Ledger:
 
     async def freeze(self, pool_id: str, *, reason: str) -> None:
         """A frozen pool refuses new reservations; commits and releases still go through."""
-        await self._scripts.freeze(self._k(pool_id), ["1", reason])
+        await self._scripts.freeze(self._k(pool_id), ["1", _reason(reason)])
 
     async def unfreeze(self, pool_id: str, *, reason: str) -> None:
-        await self._scripts.freeze(self._k(pool_id), ["0", reason])
+        await self._scripts.freeze(self._k(pool_id), ["0", _reason(reason)])
 
     async def status(self, pool_id: str) -> PoolStatus:
         reply = await self._scripts.status(self._k(pool_id), [])

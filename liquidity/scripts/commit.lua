@@ -1,7 +1,7 @@
 -- commit: the chain settled the loan at `ledger`. Consumes the reservation; a settlement after a
 -- release is still counted (the chain is the truth) and alarms.
 -- ARGV: loan, ledger, retention_ms
-local loan, ledger, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local loan, ledger, retention = A[1], A[2], tonumber(A[3])
 local now = now_ms()
 -- Counted as pending only if the held snapshot does not already include this ledger.
 local counted = tonumber(ledger) > tonumber(hget0(K_STATE, 'ledger'))

@@ -1,5 +1,5 @@
 -- freeze / unfreeze: ARGV: '1' to freeze or '0' to unfreeze, reason. Audited on change only.
-local on, reason = ARGV[1] == '1', ARGV[2]
+local on, reason = A[1] == '1', A[2]
 local frozen = redis.call('HGET', K_STATE, 'frozen') == '1'
 if on == frozen then return 0 end
 local now = now_ms()

@@ -1,6 +1,6 @@
 -- release: gives an active reservation back. Terminal and exclusive with commit.
 -- ARGV: loan, reason, retention_ms
-local loan, reason, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local loan, reason, retention = A[1], A[2], tonumber(A[3])
 local v = redis.call('HGET', K_RES, loan)
 if v then
   local now = now_ms()

@@ -1,5 +1,5 @@
 -- reservations: up to ARGV[1] active reservations, soonest hold end first, as id/record pairs.
-local ids = redis.call('ZRANGE', K_EXP, 0, tonumber(ARGV[1]) - 1)
+local ids = redis.call('ZRANGE', K_EXP, 0, tonumber(A[1]) - 1)
 if #ids == 0 then return {} end
 local vals = redis.call('HMGET', K_RES, unpack(ids))
 local out = {}

@@ -2,9 +2,9 @@
 -- ARGV: loan, borrower, amount, ttl_ms, grace_ms, need (amount + safety buffer),
 --       room (borrower_limit - amount), retention_ms
 -- Replies are one '|'-joined string: one bulk reply is cheaper for the client to parse.
-local loan, borrower, amount = ARGV[1], ARGV[2], ARGV[3]
-local ttl, grace = tonumber(ARGV[4]), tonumber(ARGV[5])
-local need, room, retention = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local loan, borrower, amount = A[1], A[2], A[3]
+local ttl, grace = tonumber(A[4]), tonumber(A[5])
+local need, room, retention = A[6], A[7], tonumber(A[8])
 
 local now = now_ms()
 sweep(now, retention)

@@ -1,7 +1,7 @@
 -- restore: re-asserts an open loan's reservation as its workflow knows it. Never refuses (the
 -- funds may already be promised to a signed transaction), works on an unknown pool.
 -- ARGV: loan, borrower, amount, expires_at_ms, hold_until_ms
-local loan, borrower, amount, expires, hold = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local loan, borrower, amount, expires, hold = A[1], A[2], A[3], A[4], A[5]
 local outcome = 'restored'
 if redis.call('HEXISTS', K_RES, loan) == 1 then
   outcome = 'already_active'

@@ -2,7 +2,7 @@
 -- before `ledger` are now inside the chain figures and are dropped. On an unknown pool only
 -- `establish` creates the state (fail closed: the watcher must not make a lost pool known).
 -- ARGV: ledger, total, locked, available, establish ('1'/'0')
-local ledger, total, locked, available, establish = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ledger, total, locked, available, establish = A[1], A[2], A[3], A[4], A[5]
 local st = redis.call('HMGET', K_STATE, 'known', 'ledger', 'chain')
 local known = st[1] == '1'
 if not known and establish ~= '1' then return {'unknown_pool', '0'} end

@@ -1,2 +1,2 @@
 -- sweep: releases expired reservations. ARGV: retention_ms
-return sweep(now_ms(), tonumber(ARGV[1]))
+return sweep(now_ms(), tonumber(A[1]))
