@@ -25,13 +25,13 @@ import signal
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 from temporalio.client import Client
 
 from chain.client import ChainClient
 from chain.types import ChainEvent
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
+from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
 from workflows.loan_client import (
@@ -240,7 +240,7 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings)
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect_redis(settings.redis_url)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
     try:
         watcher = SettlementWatcher(

@@ -25,6 +25,7 @@ from activities.loan import LoanActivities
 from activities.reconcile import ReconcileActivities
 from chain.client import ChainClient
 from core.settings import Settings, get_settings
+from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from liquidity.reconcile import ReportStore
 from liquidity.tx_index import TxIndex
@@ -49,7 +50,7 @@ class Deps:
 
 @asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect_redis(settings.redis_url)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
     try:
         yield Deps(

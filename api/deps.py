@@ -19,6 +19,7 @@ from temporalio.client import Client
 from api.errors import ApiError
 from chain.client import ChainClient
 from core.settings import Settings
+from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from workflows import loan_client
 
@@ -34,7 +35,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+        redis = connect_redis(settings.redis_url)
         ledger = Ledger(redis, prefix=settings.ledger_prefix,
                         safety_buffer=settings.safety_buffer_stroops)
         chain = ChainClient(settings.rpc_url, settings.network_passphrase,

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from stellar_sdk import Keypair
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -60,6 +59,7 @@ from core.models import (
     OpenLoan,
 )
 from core.settings import Settings
+from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
@@ -391,7 +391,7 @@ async def main() -> None:
         settlement_grace_seconds=2,
         reservation_ttl_seconds=300,
     )
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect_redis(settings.redis_url)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase)
     ledger = Ledger(redis, prefix=prefix)
     client = env.client

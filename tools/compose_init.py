@@ -43,11 +43,11 @@ async def pool_is_live(env: dict[str, str], pool_id: str) -> bool:
 
 
 async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
-    import redis.asyncio as aioredis
 
+    from liquidity.connection import connect_redis
     from liquidity.ledger import Ledger
 
-    client = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+    client = connect_redis(env["REDIS_URL"])
     try:
         ledger = Ledger(client, prefix=env.get("LEDGER_PREFIX", "liq"))
         return (await ledger.status(pool_id)).known

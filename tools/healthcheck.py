@@ -12,12 +12,12 @@ import sys
 import time
 
 import httpx
-import redis.asyncio as aioredis
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from core.settings import get_settings
+from liquidity.connection import connect_redis
 from workflows.loan_client import connect
 
 POLLER_FRESH_S = 60
@@ -35,7 +35,7 @@ async def worker_polling() -> bool:
 
 async def deps_answer() -> bool:
     settings = get_settings()
-    redis = aioredis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url)
     try:
         await redis.ping()
     finally:

@@ -199,9 +199,9 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
 
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
-    import redis.asyncio as aioredis
 
     from chain.client import ChainClient
+    from liquidity.connection import connect_redis
     from liquidity.ledger import Ledger
 
     chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
@@ -211,7 +211,7 @@ async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
         result = closer()
         if asyncio.iscoroutine(result):
             await result
-    client = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+    client = connect_redis(env["REDIS_URL"])
     try:
         ledger = Ledger(client, prefix=env["LEDGER_PREFIX"], safety_buffer=0)
         await ledger.apply_snapshot(pool_id, ledger=stats.ledger, total=stats.total_liquidity,
