@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from stellar_sdk import Account, Keypair, TransactionBuilder, scval
+import base64
 
-from chain.envelope import envelope_hash, is_signed_by, sign_envelope
+import pytest
+from stellar_sdk import Account, Keypair, Network, TransactionBuilder, scval
+
+from chain.envelope import envelope_hash, is_signed_by, sign_envelope, unsigned_envelope_hash
 
 PASSPHRASE = "Local Devnet ; liquidity-saga"
 CONTRACT = "CA3D5KRYM6CB7OWQ6TWYRR3Z4T7GNZLKERYNZGGA5SOAOPIFY6YQGAXE"
@@ -47,3 +49,17 @@ def test_garbage_is_refused() -> None:
     with pytest.raises(ValueError):
         envelope_hash("not-xdr", PASSPHRASE)
     assert not is_signed_by("not-xdr", Keypair.random().public_key, PASSPHRASE)
+
+
+def test_hash_from_unsigned_envelope_bytes_matches_the_network_hash() -> None:
+    """The builder hashes the bytes it just encoded; that must be the hash the network and the
+    watcher use, or settlements could never be matched to their loan."""
+    xdr = _unsigned(Keypair.random())
+    raw = base64.b64decode(xdr)
+    network_id = Network(PASSPHRASE).network_id()
+    assert unsigned_envelope_hash(raw, network_id) == envelope_hash(xdr, PASSPHRASE)
+    other = Network("Test SDF Network ; September 2015").network_id()
+    assert unsigned_envelope_hash(raw, other) != envelope_hash(xdr, PASSPHRASE)
+    signed = base64.b64decode(sign_envelope(xdr, Keypair.random().secret, PASSPHRASE))
+    with pytest.raises(ValueError):
+        unsigned_envelope_hash(signed, network_id)  # a signed envelope is not hashed this way
