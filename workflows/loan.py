@@ -14,9 +14,11 @@ obligations and may outlast a Redis outage. The release also runs when the workf
 by a request (never on cache eviction, which is not a cancel of the loan).
 
 Everything here is deterministic: time from `workflow.now()`, all I/O in activities.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the sandbox re-imports this module for every new
+workflow run and the SDK reads the handlers' type hints each time; string annotations would have
+to be compiled and evaluated again on every import.
+"""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
@@ -55,7 +57,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from liquidity.types import Reserved
 
-    from .search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE, POOL_ID
+    from .search_attributes import (
+        AMOUNT_STROOPS,
+        BORROWER,
+        EXPIRES_AT,
+        LOAN_STATE,
+        POOL_ID,
+        int64,
+    )
 
 # Open steps: bounded, because a caller is waiting on the HTTP request.
 _OPEN_RETRY = RetryPolicy(
@@ -97,6 +106,13 @@ class LoanWorkflow:
         self._submitted: str | None = None
         self._settlement: Settled | SettlementFailed | None = None
         self._cancel: Cancel | None = None
+        # Search attribute values the server already holds for this run, by name. The starter
+        # sets the static ones with the start (workflows/loan_client.py), so state changes upsert
+        # only what changed; a run started without them (e.g. one recorded before) gets them
+        # with its first state change.
+        self._indexed: dict[str, Any] = {
+            pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
+        }
 
     # ---- run ---------------------------------------------------------------------------------
 
@@ -413,22 +429,16 @@ class LoanWorkflow:
         """Every state change is recorded in the history and in the search attributes."""
         self._view.state = state
         self._append_history(detail)
-        updates: list[SearchAttributeUpdate[Any]] = [
+        wanted: list[SearchAttributeUpdate[Any]] = [
             LOAN_STATE.value_set(state.value),
             POOL_ID.value_set(self._loan.pool_id),
             BORROWER.value_set(self._loan.terms.borrower),
-            AMOUNT_STROOPS.value_set(_int64(self._loan.terms.funded_amount)),
+            AMOUNT_STROOPS.value_set(int64(self._loan.terms.funded_amount)),
         ]
         if self._view.funding is not None:
             expires = datetime.fromtimestamp(self._view.funding.expires_at, tz=UTC)
-            updates.append(EXPIRES_AT.value_set(expires))
-        workflow.upsert_search_attributes(updates)
-
-
-_INT64_MAX = 2**63 - 1
-
-
-def _int64(value: int) -> int:
-    """Clamp to the Int search attribute's range: an i128 amount beyond it would fail every
-    workflow task (and wedge the loan) before the policy could decline it."""
-    return max(-_INT64_MAX - 1, min(_INT64_MAX, value))
+            wanted.append(EXPIRES_AT.value_set(expires))
+        changed = [u for u in wanted if self._indexed.get(u.key.name) != u.value]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._indexed.update((u.key.name, u.value) for u in changed)

@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.models import (
     Cancel,
     LoanInput,
+    LoanState,
     LoanView,
     OpenLoan,
     OpenResult,
@@ -33,6 +34,7 @@ from core.models import (
 from core.settings import Settings
 
 from .loan import LoanWorkflow
+from .search_attributes import initial_loan_attributes
 
 
 class LoanNotFound(Exception):
@@ -81,6 +83,12 @@ async def open_loan(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=initial_loan_attributes(
+            pool_id=loan.pool_id,
+            borrower=loan.terms.borrower,
+            amount=loan.terms.funded_amount,
+            state=LoanState.ASSESSING.value,
+        ),
     )
     try:
         return await client.execute_update_with_start_workflow(

@@ -3,10 +3,14 @@ submits it to the devnet, the watcher sees it land, and the reservation becomes 
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState, Submitted
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
-from workflows.loan_client import signal_submitted
+from workflows.loan_client import loan_handle, signal_submitted
+from workflows.search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE, POOL_ID
 
 UNIT = 10_000_000
 
@@ -32,6 +36,13 @@ async def test_loan_is_funded_and_ledger_matches_chain(saga_stack, deploy_pool, 
     reservation = await stack.ledger.reservation(pool.pool_id, loan_id)
     assert reservation is not None and reservation.amount == funded
     assert reservation.expires_at_ms // 1000 == offer.funding.expires_at
+    # What operators filter loans by in the Temporal UI, as the update returns.
+    indexed = (await loan_handle(stack.client, loan_id).describe()).typed_search_attributes
+    assert indexed.get(LOAN_STATE) == LoanState.RESERVED.value
+    assert indexed.get(POOL_ID) == pool.pool_id
+    assert indexed.get(BORROWER) == borrower.public_key
+    assert indexed.get(AMOUNT_STROOPS) == funded
+    assert indexed.get(EXPIRES_AT) == datetime.fromtimestamp(offer.funding.expires_at, tz=UTC)
     status = await stack.ledger.status(pool.pool_id)
     assert status.available == 60 * UNIT
 
@@ -56,3 +67,10 @@ async def test_loan_is_funded_and_ledger_matches_chain(saga_stack, deploy_pool, 
     assert (status.reserved, status.pending_commits) == (0, 0)
     assert status.available == stats.available_liquidity
     assert [e.state for e in view.history][-1] == LoanState.FUNDED
+    for _ in range(50):  # the closing workflow task may trail the query by a moment
+        indexed = (await loan_handle(stack.client, loan_id).describe()).typed_search_attributes
+        if indexed.get(LOAN_STATE) == LoanState.FUNDED.value:
+            break
+        await asyncio.sleep(0.1)
+    assert indexed.get(LOAN_STATE) == LoanState.FUNDED.value
+    assert (indexed.get(POOL_ID), indexed.get(AMOUNT_STROOPS)) == (pool.pool_id, funded)

@@ -7,6 +7,8 @@ bugs (e.g. compensation running on an eviction's CancelledError).
 
 Re-record tests/histories/*.json after an intended, versioned change with:
     RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/saga/test_replay.py -q
+tests/histories/v1_loan_*.json were recorded before the static search attributes moved into the
+start request (the first workflow task then upserted them); they stay so such runs keep replaying.
 """
 
 from __future__ import annotations
