@@ -113,14 +113,14 @@ class SettlementWatcher:
             page = await self._chain.events(
                 contract_ids, start_ledger=start_ledger, cursor=cursor, limit=PAGE_LIMIT
             )
-            signalled: set[str] = set()
+            settlements: dict[str, ChainEvent] = {}  # first funding event of each transaction
             for event in page.events:
                 pool_id = creditline_to_pool.get(event.contract_id, event.contract_id)
                 if pool_id in pools:
                     self._dirty.add(pool_id)
-                if event.name in FUNDING_EVENTS and event.tx_hash not in signalled:
-                    signalled.add(event.tx_hash)
-                    await self._settled_event(event)
+                if event.name in FUNDING_EVENTS:
+                    settlements.setdefault(event.tx_hash, event)
+            await self._settled_events(list(settlements.values()))
             if page.cursor:
                 await self._tx_index.set_cursor(page.cursor)
                 cursor, start_ledger = page.cursor, None
@@ -152,14 +152,20 @@ class SettlementWatcher:
             )
             self._dirty.discard(pool_id)
 
-    async def _settled_event(self, event: ChainEvent) -> None:
-        ref = await self._tx_index.lookup(event.tx_hash)
-        if ref is None:
-            return  # not a loan of this saga (or an index entry long expired)
-        signal = Settled(
-            tx_hash=event.tx_hash, ledger=event.ledger, chain_loan_id=_chain_loan_id(event)
-        )
-        await self._deliver_settled(ref, signal)
+    async def _settled_events(self, events: list[ChainEvent]) -> None:
+        """Map a page's settlements to their loans in one round trip, then commit and signal
+        them concurrently: each loan's commit still precedes its own signal, and all of them are
+        done before the caller moves the cursor (a failure replays the page; every step is
+        idempotent)."""
+        refs = await self._tx_index.lookup_many([event.tx_hash for event in events])
+        async with asyncio.TaskGroup() as group:
+            for event, ref in zip(events, refs, strict=True):
+                if ref is None:
+                    continue  # not a loan of this saga (or an index entry long expired)
+                signal = Settled(
+                    tx_hash=event.tx_hash, ledger=event.ledger, chain_loan_id=_chain_loan_id(event)
+                )
+                group.create_task(self._deliver_settled(ref, signal))
 
     # ---- polling -----------------------------------------------------------------------------
 

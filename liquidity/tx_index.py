@@ -76,6 +76,13 @@ class TxIndex:
         raw = await self._redis.get(self._tx_key(tx_hash))
         return TxRef.model_validate_json(raw) if raw else None
 
+    async def lookup_many(self, tx_hashes: list[str]) -> list[TxRef | None]:
+        """`lookup` of many hashes in one round trip (the watcher maps a whole page at once)."""
+        if not tx_hashes:
+            return []
+        raws = await self._redis.mget([self._tx_key(h) for h in tx_hashes])
+        return [TxRef.model_validate_json(raw) if raw else None for raw in raws]
+
     async def watch(self, tx_hash: str, *, until: int) -> None:
         """Ask the watcher to poll this hash's result until `until` (Unix seconds)."""
         await self._redis.zadd(self._watch_key, {tx_hash: until})
