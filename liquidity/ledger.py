@@ -222,7 +222,15 @@ class Ledger:
     async def _newest(
         self, stream: str, count: int, before: str | None
     ) -> list[tuple[str, dict[str, str]]]:
-        """XREVRANGE newest first; `before` is exclusive so pages never repeat an entry."""
+        """XREVRANGE newest first; `before` is exclusive so pages never repeat an entry.
+        Raises ValueError for a `before` that is not a Redis stream id ("ms" or "ms-seq", each a
+        64-bit unsigned integer)."""
+        if before is not None:
+            parts = before.split("-")
+            if not 1 <= len(parts) <= 2 or not all(p.isdigit() and int(p) < 2**64 for p in parts):
+                raise ValueError(f"not a stream id: {before!r}")
+            if all(int(p) == 0 for p in parts):
+                return []  # nothing is older than the first possible id
         entries: Any = await self._redis.xrevrange(
             stream, max=f"({before}" if before else "+", min="-", count=count
         )

@@ -3,11 +3,13 @@ and blocked streams). Read-only views over liquidity.ledger; amounts as decimal 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query
 
 from api.deps import ServicesDep, known_pool
+from api.errors import ApiError
 from api.schemas import (
     AuditOut,
     AuditPage,
@@ -19,6 +21,8 @@ from api.schemas import (
     ReservationOut,
 )
 
+Row = TypeVar("Row")
+
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (404, 422)}
@@ -28,6 +32,15 @@ STREAM_ID = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 Count = Annotated[int, Query(ge=1, le=1000, description="entries per page, newest first")]
 Before = Annotated[str | None, Query(pattern=STREAM_ID, max_length=41,
                                      description="return entries older than this id")]
+
+
+async def _page(read: Awaitable[list[Row]]) -> list[Row]:
+    """A stream page; a `before` the pattern lets through but Redis would refuse (beyond 64
+    bits) is the caller's mistake, not a 500."""
+    try:
+        return await read
+    except ValueError as exc:
+        raise ApiError(422, "invalid_cursor", str(exc), {"param": "before"}) from exc
 
 
 @router.get("/{pool_id}/liquidity", response_model=PoolLiquidity, responses=ERRORS)
@@ -47,7 +60,7 @@ async def reservations(pool_id: str, svc: ServicesDep) -> ReservationList:
 async def audit(pool_id: str, svc: ServicesDep, count: Count = 100,
                 before: Before = None) -> AuditPage:
     known_pool(svc, pool_id)
-    rows = await svc.ledger.audit(pool_id, count=count, before=before)
+    rows = await _page(svc.ledger.audit(pool_id, count=count, before=before))
     return AuditPage(pool_id=pool_id, entries=[AuditOut.of(e) for e in rows],
                      next_before=rows[-1].id if len(rows) == count else None)
 
@@ -56,6 +69,6 @@ async def audit(pool_id: str, svc: ServicesDep, count: Count = 100,
 async def blocked(pool_id: str, svc: ServicesDep, count: Count = 100,
                   before: Before = None) -> BlockedPage:
     known_pool(svc, pool_id)
-    rows = await svc.ledger.blocked(pool_id, count=count, before=before)
+    rows = await _page(svc.ledger.blocked(pool_id, count=count, before=before))
     return BlockedPage(pool_id=pool_id, entries=[BlockedOut.of(e) for e in rows],
                        next_before=rows[-1].id if len(rows) == count else None)

@@ -22,6 +22,7 @@ class Pool:
     pool_id: str
     borrower: Keypair
     vendor: str
+    deployed: Any  # chain.devnet_kit.DeployedPool: funds more borrowers with its token
 
     def body(self, **kw: Any) -> dict[str, Any]:
         return loan_body(self.pool_id, self.borrower.public_key, self.vendor, **kw)
@@ -33,7 +34,7 @@ async def pool(saga_stack: Any, deploy_pool: Any, new_borrower: Any) -> Pool:
     await saga_stack.add_pool(deployed)
     borrower = await new_borrower(deployed)
     vendor = await new_borrower()
-    return Pool(deployed.pool_id, borrower, vendor.public_key)
+    return Pool(deployed.pool_id, borrower, vendor.public_key, deployed)
 
 
 async def liquidity(http: httpx.AsyncClient, pool_id: str) -> dict[str, Any]:
@@ -115,11 +116,15 @@ async def test_racing_duplicates_get_the_one_result(http: httpx.AsyncClient, poo
 
 
 async def test_more_requests_than_liquidity_refuses_the_excess(http: httpx.AsyncClient,
-                                                              pool: Pool) -> None:
-    # 8 concurrent loans of 200 funded each against 1000 available: exactly 5 fit.
+                                                              pool: Pool,
+                                                              new_borrower: Any) -> None:
+    # 8 concurrent loans of 200 funded each against 1000 available: exactly 5 fit. One borrower
+    # each: a borrower's second open loan would reuse its account sequence and is declined.
+    borrowers = await asyncio.gather(*[new_borrower(pool.deployed) for _ in range(8)])
     replies = await asyncio.gather(*[
-        http.post("/v1/loans", json=pool.body(total="250", guarantee="50"), headers=key())
-        for _ in range(8)])
+        http.post("/v1/loans", headers=key(), json=loan_body(
+            pool.pool_id, b.public_key, pool.vendor, total="250", guarantee="50"))
+        for b in borrowers])
     granted = [r for r in replies if r.status_code == 201]
     refused = [r for r in replies if r.status_code != 201]
     assert len(granted) == 5, [r.text for r in replies]

@@ -133,6 +133,25 @@ async def test_bad_paging_is_422(http: httpx.AsyncClient, body: dict[str, Any],
                  "validation_error")
 
 
+@pytest.mark.parametrize("stream", ["audit", "blocked"])
+@pytest.mark.parametrize("before", ["18446744073709551616", "1-18446744073709551616",
+                                    "99999999999999999999-0"])
+async def test_stream_ids_beyond_64_bits_are_422_not_500(http: httpx.AsyncClient,
+                                                         body: dict[str, Any], stream: str,
+                                                         before: str) -> None:
+    assert_error(await http.get(f"/v1/pools/{body['pool_id']}/{stream}?before={before}"), 422,
+                 "invalid_cursor")
+
+
+@pytest.mark.parametrize("before", ["0", "0-0"])
+async def test_nothing_is_older_than_the_first_stream_id(http: httpx.AsyncClient,
+                                                         body: dict[str, Any],
+                                                         before: str) -> None:
+    resp = await http.get(f"/v1/pools/{body['pool_id']}/blocked?before={before}")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["entries"] == []
+
+
 async def test_routing_errors_keep_the_shape(http: httpx.AsyncClient) -> None:
     assert_error(await http.get("/v1/nothing-here"), 404, "not_found")
     assert_error(await http.delete("/v1/loans"), 405, "method_not_allowed")
