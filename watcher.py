@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -32,6 +34,7 @@ from chain.types import ChainEvent
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
 from liquidity.connection import connect_redis
+from liquidity.lease import Lease
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
 from workflows.loan_client import (
@@ -60,7 +63,9 @@ class SettlementWatcher:
         poll_interval: float = 0.5,
         max_backoff: float = 10.0,
         start_window_ledgers: int = 100,
+        lease: Lease | None = None,
     ) -> None:
+        """With a `lease`, only the holder works; without one (tests) this watcher always does."""
         self._settings = settings
         self._client = client
         self._chain = chain
@@ -71,22 +76,43 @@ class SettlementWatcher:
         self._start_window = start_window_ledgers
         self.signals_sent = 0
         self._dirty: set[str] = set()  # pools whose snapshot must be refreshed
+        self._lease = lease
+        self._active: bool | None = None
 
     # ---- loop --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
-        while not stop.is_set():
-            try:
-                await self.step()
-                failures = 0
-                delay = self.poll_interval
-            except Exception as exc:  # RPC, Redis or Temporal trouble: back off, then resume
-                failures += 1
-                delay = min(self.max_backoff, self.poll_interval * 2**failures)
-                log.warning("watcher pass failed (%s); retrying in %.1fs", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        try:
+            while not stop.is_set():
+                try:
+                    if await self._holds_lease():
+                        await self.step()
+                    failures = 0
+                    delay = self.poll_interval
+                except Exception as exc:  # RPC, Redis or Temporal trouble: back off, resume
+                    failures += 1
+                    delay = min(self.max_backoff, self.poll_interval * 2**failures)
+                    log.warning("watcher pass failed (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        finally:
+            if self._lease is not None and self._active:
+                with contextlib.suppress(Exception):  # a standby takes over at once
+                    await self._lease.release()
+
+    async def _holds_lease(self) -> bool:
+        """Renewed before every pass, so a pass never starts without the lease. A holder that
+        stalls past the TTL may overlap a successor for one pass: every action is idempotent."""
+        if self._lease is None:
+            return True
+        active = await self._lease.hold()
+        if active != self._active:
+            log.info(
+                "watcher %s is %s", self._lease.holder, "active" if active else "standing by"
+            )
+            self._active = active
+        return active
 
     async def step(self) -> None:
         """One pass: drain new contract events, refresh the snapshots of the pools they touched,
@@ -255,6 +281,12 @@ async def main() -> None:
             chain=chain,
             ledger=Ledger(redis, prefix=settings.ledger_prefix),
             tx_index=TxIndex(redis, prefix=settings.ledger_prefix),
+            lease=Lease(
+                redis,
+                f"{settings.ledger_prefix}:watcher:lease",
+                holder=settings.watcher_id or f"{socket.gethostname()}:{os.getpid()}",
+                ttl_ms=settings.watcher_lease_seconds * 1000,
+            ),
         )
         log.info("watching %d pools", len(settings.pools))
         await watcher.run(stop)

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     min_guarantee_ratio_bps: int = 1_000  # guarantee >= 10% of total
     borrower_limit_stroops: int = 10_000_000_000_000  # 1M units of active reservations per pool
 
+    # Settlement watcher: one active per network, the others stand by (lease in Redis).
+    watcher_id: str = ""  # empty: <hostname>:<pid>
+    watcher_lease_seconds: int = 5  # a crashed watcher's standby takes over within this
+
     # Reconciler.
     reconcile_interval_seconds: int = 60
     drift_freeze_threshold_stroops: int = 0

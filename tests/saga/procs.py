@@ -15,8 +15,10 @@ from tests.fixtures.temporal import ROOT, settings_env
 
 
 class Proc:
-    def __init__(self, script: str, settings: Any) -> None:
-        env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    def __init__(self, script: str, settings: Any, extra_env: dict[str, str] | None = None) -> None:
+        env = {
+            **os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)
+        }
         self._log = tempfile.NamedTemporaryFile(
             prefix=f"{Path(script).stem}-", suffix=".log", delete=False
         )

@@ -33,8 +33,8 @@ class Isolated:
     pool: Any
     procs: list[Proc]
 
-    def spawn(self, script: str) -> Proc:
-        proc = Proc(script, self.settings)
+    def spawn(self, script: str, **env: str) -> Proc:
+        proc = Proc(script, self.settings, env)
         self.procs.append(proc)
         return proc
 
@@ -143,6 +143,40 @@ async def test_watcher_killed_and_restarted_misses_no_settlement(
     view = await wait_state(stack.client, loan_id, LoanState.FUNDED, within=30)
     assert view.settled_ledger == landed.ledger
     assert (await iso.ledger.status(iso.pool.pool_id)).reserved == 0
+
+
+async def test_standby_watcher_takes_over_when_the_active_one_dies(
+    saga_stack, isolated, new_borrower
+):
+    """Two watcher processes on one network: one holds the lease and works, the other stands
+    by; SIGKILL the active one and the standby settles the loan within the lease TTL."""
+    stack, iso = saga_stack, isolated
+    iso.spawn("worker.py")
+    watchers = {name: iso.spawn("watcher.py", WATCHER_ID=name) for name in ("w-a", "w-b")}
+    lease_key = f"{iso.settings.ledger_prefix}:watcher:lease"
+    for _ in range(100):
+        active = await stack.redis.get(lease_key)
+        if active:
+            break
+        await asyncio.sleep(0.1)
+    assert active in watchers, active
+    standby = next(name for name in watchers if name != active)
+    await asyncio.sleep(1.5)  # several passes: the standby keeps standing by
+    assert await stack.redis.get(lease_key) == active
+    assert "is standing by" in watchers[standby].log()
+    assert "is active" not in watchers[standby].log()
+
+    watchers[active].kill()
+    borrower, vendor = await new_borrower(iso.pool), await new_borrower()
+    loan_id, offer = await open_in(stack, iso, borrower, vendor, 15 * UNIT)
+    sent = await stack.chain.submit(signed(offer, borrower.secret, iso.settings.network_passphrase))
+    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
+    assert landed.status == "success", landed
+
+    view = await wait_state(stack.client, loan_id, LoanState.FUNDED, within=30)
+    assert view.settled_ledger == landed.ledger
+    assert await stack.redis.get(lease_key) == standby
+    assert "is active" in watchers[standby].log()
 
 
 async def chain_figures(stack, iso: Isolated) -> dict[str, int]:
