@@ -61,6 +61,7 @@ from core.models import (
 from core.settings import Settings
 from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
+from liquidity.reconcile import establish_pool
 from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
 
@@ -192,15 +193,7 @@ async def prepare_pool(settings: Settings, ledger: Ledger, chain: ChainClient, l
         settings.rpc_url, settings.network_passphrase, liquidity=loans * FUNDED
     )
     settings.pools[pool.pool_id] = pool.creditline_id
-    stats = await chain.pool_stats(pool.pool_id)
-    await ledger.apply_snapshot(
-        pool.pool_id,
-        ledger=stats.ledger,
-        total=stats.total_liquidity,
-        locked=stats.locked_liquidity,
-        available=stats.available_liquidity,
-        establish=True,
-    )
+    await establish_pool(ledger, chain, pool.pool_id)
     return pool
 
 

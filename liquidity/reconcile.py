@@ -181,6 +181,23 @@ def _ints(data: Any) -> list[int]:
     return [v for v in items if isinstance(v, int) and not isinstance(v, bool)]
 
 
+async def establish_pool(ledger: Ledger, chain: ChainClient, pool_id: str) -> PoolStats:
+    """Make a freshly deployed pool known to the ledger from a chain snapshot.
+
+    Only for a pool with no open loans (bootstrap, tests, benchmarks): a pool that *lost* its keys
+    goes through Reconciler.reconcile, which restores every open loan before establishing."""
+    stats = await chain.pool_stats(pool_id)
+    await ledger.apply_snapshot(
+        pool_id,
+        ledger=stats.ledger,
+        total=stats.total_liquidity,
+        locked=stats.locked_liquidity,
+        available=stats.available_liquidity,
+        establish=True,
+    )
+    return stats
+
+
 class Reconciler:
     def __init__(
         self,

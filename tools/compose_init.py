@@ -35,15 +35,17 @@ def wait_for_rpc(url: str, timeout_s: float = 120) -> str:
 async def pool_is_live(env: dict[str, str], pool_id: str) -> bool:
     from chain.client import ChainClient
 
+    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
     try:
-        await ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"]).pool_stats(pool_id)
+        await chain.pool_stats(pool_id)
     except Exception:
         return False
+    finally:
+        await chain.close()
     return True
 
 
 async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
-
     from liquidity.connection import connect_redis
     from liquidity.ledger import Ledger
 

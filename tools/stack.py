@@ -203,22 +203,16 @@ async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     from chain.client import ChainClient
     from liquidity.connection import connect_redis
     from liquidity.ledger import Ledger
+    from liquidity.reconcile import establish_pool
 
     chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    stats = await chain.pool_stats(pool_id)
-    closer = getattr(chain, "aclose", None) or getattr(chain, "close", None)
-    if closer is not None:
-        result = closer()
-        if asyncio.iscoroutine(result):
-            await result
     client = connect_redis(env["REDIS_URL"])
     try:
-        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"], safety_buffer=0)
-        await ledger.apply_snapshot(pool_id, ledger=stats.ledger, total=stats.total_liquidity,
-                                    locked=stats.locked_liquidity,
-                                    available=stats.available_liquidity, establish=True)
+        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"])
+        stats = await establish_pool(ledger, chain, pool_id)
     finally:
         await client.aclose()
+        await chain.close()
     return {"ledger": stats.ledger, "total": stats.total_liquidity,
             "available": stats.available_liquidity}
 
