@@ -319,20 +319,7 @@ def row(r: RunResult) -> str:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "REDIS_URL": settings.redis_url,
-        "LEDGER_PREFIX": settings.ledger_prefix,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TASK_QUEUE": settings.task_queue,
-        "RPC_URL": settings.rpc_url,
-        "NETWORK_PASSPHRASE": settings.network_passphrase,
-        "POOLS": json.dumps(settings.pools),
-        "SETTLEMENT_GRACE_SECONDS": str(settings.settlement_grace_seconds),
-        "RESERVATION_TTL_SECONDS": str(settings.reservation_ttl_seconds),
-        "RECONCILE_SCHEDULE_ENABLED": "false",
-    }
+    return {**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()}
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

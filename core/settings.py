@@ -3,6 +3,7 @@ between the API, the worker and the watcher."""
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from pydantic import Field
@@ -57,6 +58,21 @@ class Settings(BaseSettings):
     admin_token: str = "change-me"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+
+    def as_env(self) -> dict[str, str]:
+        """Environment variables that make a child process (worker.py, watcher.py) read these
+        very settings: one name per field, the same spelling pydantic-settings reads back."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue  # unset: the child derives the same default
+            if isinstance(value, dict | list):
+                env[name.upper()] = json.dumps(value)
+            elif isinstance(value, bool):
+                env[name.upper()] = str(value).lower()
+            else:
+                env[name.upper()] = str(value)
+        return env
 
 
 @lru_cache(maxsize=1)
