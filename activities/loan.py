@@ -156,7 +156,12 @@ class LoanActivities:
 
     @activity.defn(name="loan.release")
     async def release(self, request: ReleaseRequest) -> ReleaseResult:
-        return await self._ledger.release(request.pool_id, request.loan_id, reason=request.reason)
+        result = await self._ledger.release(
+            request.pool_id, request.loan_id, reason=request.reason
+        )
+        if result.outcome != "already_committed":  # a funded loan's sequence is spent anyway
+            await self._tx_index.release_claim(request.loan_id)
+        return result
 
     def all(self) -> list[object]:
         """The bound activity methods, for `Worker(activities=...)`."""

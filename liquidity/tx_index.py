@@ -24,6 +24,23 @@ from pydantic import BaseModel
 # Kept after the transaction's expiry so a watcher that was down for a while can still map it.
 _RETENTION_SECONDS = 7 * 24 * 3600
 
+# KEYS: the sequence key, the loan's back-reference; ARGV: loan id, expiry (Unix seconds).
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+redis.call('SET', KEYS[2], KEYS[1], 'EXAT', ARGV[2])
+return ARGV[1]
+"""
+
+# KEYS: the loan's back-reference; ARGV: loan id. Deletes the sequence key only if still ours.
+_RELEASE_CLAIM = """
+local key = redis.call('GET', KEYS[1])
+if key and redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 
 def _text(value: Any) -> str:
     """Accept clients with or without decode_responses."""
@@ -43,6 +60,8 @@ class TxIndex:
         self._redis = redis
         self._prefix = prefix
         self._cursor_name = cursor_name
+        self._claim = redis.register_script(_CLAIM)
+        self._release_claim = redis.register_script(_RELEASE_CLAIM)
 
     def _tx_key(self, tx_hash: str) -> str:
         return f"{self._prefix}:tx:{tx_hash}"
@@ -64,13 +83,19 @@ class TxIndex:
     async def claim_sequence(self, account: str, sequence: int, loan_id: str, *, until: int) -> str:
         """Claim `account`'s `sequence` for `loan_id` until Unix second `until`; returns the owner:
         `loan_id` itself (new claim, or a repeat of ours) or the loan that holds it."""
-        key = f"{self._prefix}:seq:{account}:{sequence}"
-        while True:
-            if await self._redis.set(key, loan_id, nx=True, exat=until):
-                return loan_id
-            owner = await self._redis.get(key)
-            if owner is not None:  # else it expired between the two calls: claim again
-                return _text(owner)
+        owner = await self._claim(
+            keys=[f"{self._prefix}:seq:{account}:{sequence}", self._claim_of_key(loan_id)],
+            args=[loan_id, until],
+        )
+        return _text(owner)
+
+    async def release_claim(self, loan_id: str) -> None:
+        """The loan gave its reservation back (cancelled, expired, failed): the borrower may open
+        the next loan on the same sequence at once. Only the loan's own claim is dropped."""
+        await self._release_claim(keys=[self._claim_of_key(loan_id)], args=[loan_id])
+
+    def _claim_of_key(self, loan_id: str) -> str:
+        return f"{self._prefix}:seqof:{loan_id}"
 
     async def lookup(self, tx_hash: str) -> TxRef | None:
         raw = await self._redis.get(self._tx_key(tx_hash))

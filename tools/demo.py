@@ -128,7 +128,7 @@ class Demo:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "-" * len(line)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -227,9 +227,20 @@ async def story(demo: Demo) -> int:
     say(table(["", *keys], [["before", *(str(before[k]) for k in keys)],
                             ["after", *(str(after[k]) for k in keys)]]))
     blocked = (await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5")).json()
-    say(f"\nRefusals recorded in the blocked stream (newest first): "
-        f"{[(e['required'], e['shortage']) for e in blocked['entries']]}")
+    say("\nRefusals recorded in the blocked stream (GET /v1/pools/{id}/blocked, newest first)")
+    say(table(["loan", "reason", "required", "available", "shortage"],
+              [[e["loan_id"][:8], e["reason"], e["required"], str(e["available"]),
+                str(e["shortage"])] for e in blocked["entries"]]))
     say("Browse the loans in the Temporal UI, filtered by LoanState (see `make run`'s banner).")
+
+    # Tidy up: a borrower holds one open funding transaction at a time, so a loan left reserved
+    # would decline that demo borrower's next request in another `make demo` run.
+    open_loans = [row["reply"]["loan_id"] for row in demo.rows if row["status"] == 201
+                  and (await demo.state(row["reply"]["loan_id"]))["state"] == "reserved"]
+    for loan_id in open_loans:
+        await demo.http.post(f"/v1/loans/{loan_id}/cancel", json={"reason": "end of the demo"})
+    if open_loans:
+        say(f"(cancelled {len(open_loans)} loan(s) still reserved, so `make demo` can run again)")
     return 0
 
 

@@ -183,13 +183,13 @@ class LoanWorkflow:
                 retry_policy=_OPEN_RETRY,
             )
             if built.funding is None:
-                await self._release("build_refused", None, "chain refused the transaction")
+                await self._release("build_refused", None, "funding transaction not built")
                 code: RefusalCode = (
                     "insufficient_liquidity"
                     if built.refusal_reason == "insufficient_liquidity"
                     else "credit_declined"
                 )
-                reason = f"the chain refused the funding transaction: {built.refusal_reason}"
+                reason = f"the funding transaction cannot be built: {built.refusal_reason}"
                 if built.refusal_detail:
                     reason += f" ({built.refusal_detail})"
                 self._refuse(code, reason, {"reasons": [reason], "chain": built.refusal_reason})

@@ -300,3 +300,27 @@ async def test_second_open_loan_of_one_borrower_is_declined_not_doomed_on_chain(
     assert submitted.status == "pending", submitted
     view = await wait_state(stack.client, first_id, LoanState.FUNDED)
     assert view.state == LoanState.FUNDED
+
+
+async def test_a_released_loan_frees_the_borrowers_sequence_at_once(
+    saga_stack, pool, new_borrower
+):
+    """Cancelling (or expiry, or an on-chain failure) gives the sequence claim back with the
+    reservation, so the borrower's next loan is not declined until the old max_time."""
+    stack = saga_stack
+    borrower, vendor = await new_borrower(pool), await new_borrower()
+    first_id, first = await open_in(stack, pool, borrower, vendor, 10 * UNIT)
+    assert isinstance(first, LoanOffer), first
+    await signal_cancel(stack.client, first_id, Cancel(reason="changed my mind"))
+    await wait_state(stack.client, first_id, LoanState.CANCELLED)
+
+    second_id, second = await open_in(stack, pool, borrower, vendor, 10 * UNIT)
+    assert isinstance(second, LoanOffer), second
+    # Same terms within the same second build the very same transaction: it now belongs to the
+    # second loan, which settles; the cancelled one stays cancelled.
+    submitted = await stack.chain.submit(
+        signed(second, borrower.secret, stack.settings.network_passphrase)
+    )
+    assert submitted.status == "pending", submitted
+    await wait_state(stack.client, second_id, LoanState.FUNDED)
+    assert (await loan_view(stack.client, first_id)).state == LoanState.CANCELLED
