@@ -75,7 +75,8 @@ async def run_scenarios(client: Client, task_queue: str, stack, pool, new_borrow
     loans["cancelled"], offer = await open_(borrowers[2], 5 * UNIT)
     await signal_cancel(client, loans["cancelled"], Cancel(reason="no longer needed"))
 
-    loans["expired"], offer = await open_(borrowers[3], 5 * UNIT, ttl=1)
+    # 2 s: under heavy load an open task retried past a 1 s hold would find the loan expired.
+    loans["expired"], offer = await open_(borrowers[3], 5 * UNIT, ttl=2)
 
     loans["failed"], offer = await open_(borrowers[4], 5 * UNIT)
     assert isinstance(offer, LoanOffer)
