@@ -22,6 +22,7 @@ from core.models import (
     SettlementFailed,
     Submitted,
 )
+from liquidity.reconcile import establish_pool
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import (
@@ -224,15 +225,7 @@ async def test_duplicate_settlement_signals_commit_once(saga_stack, deploy_pool,
     so this test alone decides which signals arrive."""
     stack = saga_stack
     pool = await deploy_pool(liquidity=100 * UNIT)
-    stats = await stack.chain.pool_stats(pool.pool_id)
-    await stack.ledger.apply_snapshot(
-        pool.pool_id,
-        ledger=stats.ledger,
-        total=stats.total_liquidity,
-        locked=stats.locked_liquidity,
-        available=stats.available_liquidity,
-        establish=True,
-    )
+    await establish_pool(stack.ledger, stack.chain, pool.pool_id)
     borrower, vendor = await new_borrower(pool), await new_borrower()
     loan_id, offer = await open_in(stack, pool, borrower, vendor, 20 * UNIT)
     assert isinstance(offer, LoanOffer)

@@ -8,6 +8,7 @@ import uuid
 
 from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState
+from liquidity.reconcile import establish_pool
 from liquidity.tx_index import TxIndex
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from watcher import SettlementWatcher
@@ -19,15 +20,7 @@ async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_poo
     stack = saga_stack
     pool = await deploy_pool(liquidity=100 * UNIT)
     # Established but NOT given to the session watcher: this test runs the passes itself.
-    stats = await stack.chain.pool_stats(pool.pool_id)
-    await stack.ledger.apply_snapshot(
-        pool.pool_id,
-        ledger=stats.ledger,
-        total=stats.total_liquidity,
-        locked=stats.locked_liquidity,
-        available=stats.available_liquidity,
-        establish=True,
-    )
+    await establish_pool(stack.ledger, stack.chain, pool.pool_id)
     borrower, vendor = await new_borrower(pool), await new_borrower()
     loan_id, offer = await open_test_loan(
         stack.client,
