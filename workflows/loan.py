@@ -55,7 +55,15 @@ with workflow.unsafe.imports_passed_through():
         SettlementFailed,
         Submitted,
     )
-    from liquidity.types import Reserved
+    from liquidity.types import (
+        AlreadyTerminal,
+        BorrowerLimitExceeded,
+        Frozen,
+        Insufficient,
+        Reserved,
+        ReserveResult,
+        UnknownPool,
+    )
 
     from .search_attributes import (
         AMOUNT_STROOPS,
@@ -319,42 +327,38 @@ class LoanWorkflow:
         self._view.refusal = self._refusal
         self._set_state(LoanState.REFUSED, f"{code}: {message}")
 
-    def _refuse_reservation(self, result: object) -> None:
-        kind = getattr(result, "kind", "")
-        if kind == "insufficient":
-            self._refuse(
-                "insufficient_liquidity",
-                "the pool does not have enough available liquidity",
-                {
-                    "available": getattr(result, "available", 0),
-                    "required": getattr(result, "required", 0),
-                    "shortage": getattr(result, "shortage", 0),
-                },
-            )
-        elif kind == "frozen":
-            self._refuse(
-                "pool_frozen", "the pool is frozen", {"reason": getattr(result, "reason", "")}
-            )
-        elif kind == "unknown_pool":
-            self._refuse("pool_unknown", "the pool is not known to the reservation ledger", {})
-        elif kind == "borrower_limit_exceeded":
-            reason = "borrower exposure limit exceeded"
-            self._refuse(
-                "credit_declined",
-                reason,
-                {
-                    "reasons": [reason],
-                    "exposure": getattr(result, "exposure", 0),
-                    "required": getattr(result, "required", 0),
-                    "limit": getattr(result, "limit", 0),
-                },
-            )
-        else:  # already_terminal: this loan id was settled by an earlier run
-            self._refuse(
-                "credit_declined",
-                "this loan id was already used",
-                {"reasons": [f"reservation already {getattr(result, 'state', 'closed')}"]},
-            )
+    def _refuse_reservation(self, result: ReserveResult) -> None:
+        match result:
+            case Insufficient(available=available, required=required, shortage=shortage):
+                self._refuse(
+                    "insufficient_liquidity",
+                    "the pool does not have enough available liquidity",
+                    {"available": available, "required": required, "shortage": shortage},
+                )
+            case Frozen(reason=reason):
+                self._refuse("pool_frozen", "the pool is frozen", {"reason": reason})
+            case UnknownPool():
+                self._refuse("pool_unknown", "the pool is not known to the reservation ledger", {})
+            case BorrowerLimitExceeded(exposure=exposure, required=required, limit=limit):
+                reason = "borrower exposure limit exceeded"
+                self._refuse(
+                    "credit_declined",
+                    reason,
+                    {
+                        "reasons": [reason],
+                        "exposure": exposure,
+                        "required": required,
+                        "limit": limit,
+                    },
+                )
+            case AlreadyTerminal(state=state):  # this loan id was settled by an earlier run
+                self._refuse(
+                    "credit_declined",
+                    "this loan id was already used",
+                    {"reasons": [f"reservation already {state}"]},
+                )
+            case Reserved():
+                raise AssertionError("a reservation is not a refusal")
 
     # ---- interface ---------------------------------------------------------------------------
 
