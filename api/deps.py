@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import inspect
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -59,13 +58,7 @@ class Services:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        for name in ("aclose", "close"):
-            closer = getattr(self.chain, name, None)
-            if closer is not None:
-                result = closer()
-                if inspect.isawaitable(result):
-                    await result
-                break
+        await self.chain.close()
 
 
 def services(request: Request) -> Services:
