@@ -30,6 +30,7 @@ from typing import Any
 from temporalio.client import Client
 
 from chain.client import ChainClient
+from chain.rpc_limits import MAX_EVENT_CONTRACTS
 from chain.types import ChainEvent
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
@@ -126,18 +127,37 @@ class SettlementWatcher:
     # ---- events ------------------------------------------------------------------------------
 
     async def _follow_events(self, pools: dict[str, str]) -> int:
-        """Signal every funding event after the cursor; returns the ledger up to which all
-        events have been handled."""
-        creditline_to_pool = {creditline: pool for pool, creditline in pools.items()}
-        contract_ids = sorted({*pools, *creditline_to_pool})
-        cursor = await self._tx_index.cursor()
-        start_ledger: int | None = None
-        if cursor is None:
+        """Signal every funding event after the stored position; returns the ledger through
+        which all events have been handled.
+
+        One getEvents request follows at most MAX_EVENT_CONTRACTS contracts, so the pools are
+        split into groups, each drained with its own paging cursor within this pass. What is
+        stored is a ledger number, the lowest any group has fully drained: the groups may be
+        recomposed when pools are added, and the next pass restarts every group from there
+        (re-reading a few events is harmless, every action is idempotent)."""
+        handled = await self._tx_index.cursor()
+        latest = await self._chain.latest_ledger()
+        if handled is None:
             # First start ever: look back a little so a settlement racing our start is not lost.
-            start_ledger = max(1, await self._chain.latest_ledger() - self._start_window)
+            start = max(1, latest - self._start_window)
+        else:
+            start = int(handled) + 1
+        if start > latest:
+            return latest  # no ledger closed since the last pass
+        drained = min([await self._drain(group, pools, start) for group in _groups(pools)])
+        await self._tx_index.set_cursor(str(drained))
+        return drained
+
+    async def _drain(self, contract_ids: list[str], pools: dict[str, str], start: int) -> int:
+        """Every event of these contracts from ledger `start`; returns the ledger drained to."""
+        creditline_to_pool = {creditline: pool for pool, creditline in pools.items()}
+        cursor: str | None = None
         while True:
             page = await self._chain.events(
-                contract_ids, start_ledger=start_ledger, cursor=cursor, limit=PAGE_LIMIT
+                contract_ids,
+                start_ledger=None if cursor else start,
+                cursor=cursor,
+                limit=PAGE_LIMIT,
             )
             settlements: dict[str, ChainEvent] = {}  # first funding event of each transaction
             for event in page.events:
@@ -147,11 +167,9 @@ class SettlementWatcher:
                 if event.name in FUNDING_EVENTS:
                     settlements.setdefault(event.tx_hash, event)
             await self._settled_events(list(settlements.values()))
-            if page.cursor:
-                await self._tx_index.set_cursor(page.cursor)
-                cursor, start_ledger = page.cursor, None
             if len(page.events) < PAGE_LIMIT or not page.cursor:
                 return page.latest_ledger
+            cursor = page.cursor
 
     async def _refresh_dirty(self, pools: dict[str, str], drained: int) -> None:
         """Apply a fresh snapshot to each pool whose liquidity changed.
@@ -250,6 +268,17 @@ class SettlementWatcher:
             self.signals_sent += 1
         except (LoanClosed, LoanNotFound):
             pass  # the workflow is gone; the ledger already has the truth
+
+
+def _groups(pools: dict[str, str]) -> list[list[str]]:
+    """The pools' contracts (pool and creditline kept together) in groups small enough for one
+    getEvents request."""
+    per_group = MAX_EVENT_CONTRACTS // 2
+    ordered = sorted(pools.items())
+    return [
+        sorted(contract for pair in ordered[i : i + per_group] for contract in pair)
+        for i in range(0, len(ordered), per_group)
+    ]
 
 
 def _chain_loan_id(event: ChainEvent) -> int | None:

@@ -36,6 +36,7 @@ from stellar_sdk.soroban_rpc import (
 from chain import decode
 from chain.envelope import envelope_hash, unsigned_envelope_hash
 from chain.errors import ChainRefusal, ChainUnavailable
+from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_CONTRACTS
 from chain.types import EventPage, FailureReason, FundingTx, PoolStats, SubmitResult, TxStatus
 from core.models import LoanTerms
 
@@ -43,7 +44,6 @@ T = TypeVar("T")
 
 # Simulation of read-only calls needs *a* source account but never its signature or sequence.
 _READER = Keypair.from_raw_ed25519_seed(b"liquidity-saga read-only source!").public_key
-_MAX_IDS_PER_FILTER = 5  # Soroban RPC limit
 
 
 def loan_args(terms: LoanTerms) -> list[sx.SCVal]:
@@ -248,14 +248,19 @@ class ChainClient:
     ) -> EventPage:
         """One page of contract events. `cursor` wins over `start_ledger`; with neither, start at
         the latest ledger. Pass the returned cursor back to continue where this page ended."""
+        if len(contract_ids) > MAX_EVENT_CONTRACTS:
+            raise ValueError(
+                f"one getEvents request follows at most {MAX_EVENT_CONTRACTS} contracts, "
+                f"got {len(contract_ids)}: split them across requests"
+            )
         topics = [[scval.to_symbol(n).to_xdr(), "**"] for n in names] if names else None
         filters = [
             EventFilter(
                 event_type=EventFilterType.CONTRACT,
-                contract_ids=contract_ids[i : i + _MAX_IDS_PER_FILTER],
+                contract_ids=contract_ids[i : i + MAX_CONTRACT_IDS_PER_FILTER],
                 topics=topics,
             )
-            for i in range(0, len(contract_ids), _MAX_IDS_PER_FILTER)
+            for i in range(0, len(contract_ids), MAX_CONTRACT_IDS_PER_FILTER)
         ]
         if cursor is None and start_ledger is None:
             start_ledger = await self.latest_ledger()

@@ -9,8 +9,8 @@ loan signals, and where it resumes after a restart.
   the borrower's account until its max_time: two open transactions on one sequence can never
   both land (the second fails `txBAD_SEQ` after the borrower signed it), and identical terms in
   the same second would even share one hash, so a second claim is refused instead;
-- `watcher:cursor` -> the getEvents paging cursor, advanced only after a page has been handled
-  (at-least-once: a crash replays the page, and every signal it sends is idempotent).
+- `watcher:cursor` -> the ledger through which the watcher has handled every event, advanced only
+  after a whole pass (at-least-once: a crash replays the pass, and every signal is idempotent).
 
 Plain async Python over redis.asyncio: knows nothing of Temporal.
 """

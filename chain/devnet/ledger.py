@@ -5,7 +5,9 @@ close applies its queued transactions in order without interleaving with submiss
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from chain.devnet.host import (
     Storage,
     contract_id_from_seed,
 )
+from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 
 TRC = sx.TransactionResultCode
 PROTOCOL_VERSION = 23
@@ -573,10 +576,18 @@ class Chain:
         else:
             raise RpcError(-32602, "either startLedger or cursor must be set")
         filters = params.get("filters") or []
+        # The limits of Soroban RPC, so a client that would break on a real network breaks here.
+        if len(filters) > MAX_EVENT_FILTERS:
+            raise RpcError(-32602, f"maximum {MAX_EVENT_FILTERS} filters per request")
+        for flt in filters:
+            if len(flt.get("contractIds") or []) > MAX_CONTRACT_IDS_PER_FILTER:
+                raise RpcError(
+                    -32602, f"maximum {MAX_CONTRACT_IDS_PER_FILTER} contract IDs per filter"
+                )
         matched: list[EventRecord] = []
-        for ev in self.events:  # already in (ledger, tx, index) order
-            if ev.order <= after:
-                continue
+        # Events are kept in (ledger, tx, index) order: start right after `after`, not at 0.
+        first = bisect.bisect_right(self.events, after, key=lambda ev: ev.order)
+        for ev in itertools.islice(self.events, first, None):
             if end and ev.ledger >= end:
                 break
             if filters and not any(self._match(ev, f) for f in filters):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-from stellar_sdk import Keypair, SorobanServerAsync, scval
+from stellar_sdk import Keypair, SorobanServerAsync, StrKey, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
@@ -151,3 +151,24 @@ async def test_json_rpc_errors(devnet) -> None:  # type: ignore[no-untyped-def]
             {"jsonrpc": "2.0", "id": 10, "method": "getTransaction", "params": {"hash": "00" * 32}}
         )
         assert missing["result"]["status"] == "NOT_FOUND"
+        # Soroban RPC's request limits: 5 filters, 5 contract ids per filter.
+        ids = [StrKey.encode_contract(bytes(31) + bytes([i])) for i in range(6)]
+
+        async def get_events(filters: list[dict]) -> dict:  # type: ignore[type-arg]
+            return await call(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 11,
+                    "method": "getEvents",
+                    "params": {"startLedger": 1, "filters": filters},
+                }
+            )
+
+        too_many_filters = await get_events([{"type": "contract", "contractIds": [i]} for i in ids])
+        assert too_many_filters["error"]["code"] == -32602
+        assert "filters" in too_many_filters["error"]["message"]
+        too_many_ids = await get_events([{"type": "contract", "contractIds": ids}])
+        assert too_many_ids["error"]["code"] == -32602
+        assert "contract IDs" in too_many_ids["error"]["message"]
+        within = await get_events([{"type": "contract", "contractIds": ids[:5]}] * 5)
+        assert within["result"]["events"] == []

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from stellar_sdk import StrKey
+
 from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState
 from liquidity.reconcile import establish_pool
@@ -60,3 +62,50 @@ async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_poo
 
     await watcher.step()  # a second pass finds nothing new and changes nothing
     assert (await stack.ledger.status(pool.pool_id)).available == 70 * UNIT
+
+
+async def test_more_pools_than_one_rpc_request_can_follow(saga_stack, deploy_pool, new_borrower):
+    """Soroban RPC takes at most 25 contracts per getEvents request (the devnet enforces it too):
+    with 13 pools (26 contracts) the watcher splits them into groups and still sees the
+    settlement of the pool that falls in the second group."""
+    stack = saga_stack
+    pool = await deploy_pool(liquidity=100 * UNIT)
+    await establish_pool(stack.ledger, stack.chain, pool.pool_id)
+    # Twelve quiet pools whose ids sort before the real one, so it lands in the second group.
+    quiet = {
+        StrKey.encode_contract(bytes(30) + bytes([1, i])): StrKey.encode_contract(
+            bytes(30) + bytes([2, i])
+        )
+        for i in range(12)
+    }
+    assert all(quiet_id < pool.pool_id for quiet_id in quiet)
+    pools = {**quiet, pool.pool_id: pool.creditline_id}
+
+    borrower, vendor = await new_borrower(pool), await new_borrower()
+    loan_id, offer = await open_test_loan(
+        stack.client,
+        stack.task_queue,
+        pool_id=pool.pool_id,
+        creditline_id=pool.creditline_id,
+        terms=terms_for(borrower.public_key, vendor.public_key, 10 * UNIT),
+    )
+    assert isinstance(offer, LoanOffer)
+    sent = await stack.chain.submit(
+        signed(offer, borrower.secret, stack.settings.network_passphrase)
+    )
+    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
+    assert landed.status == "success", landed
+
+    tx_index = TxIndex(stack.redis, prefix=stack.redis_prefix, cursor_name=uuid.uuid4().hex)
+    watcher = SettlementWatcher(
+        settings=stack.settings.model_copy(update={"pools": pools}),
+        client=stack.client,
+        chain=stack.chain,
+        ledger=stack.ledger,
+        tx_index=tx_index,
+    )
+    await watcher.step()
+    assert watcher.signals_sent == 1
+    view = await wait_state(stack.client, loan_id, LoanState.FUNDED)
+    assert view.settled_ledger == landed.ledger
+    assert int(await tx_index.cursor() or 0) >= landed.ledger  # resumes after it next time
