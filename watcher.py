@@ -144,7 +144,7 @@ class SettlementWatcher:
             start = int(handled) + 1
         if start > latest:
             return latest  # no ledger closed since the last pass
-        drained = min([await self._drain(group, pools, start) for group in _groups(pools)])
+        drained = min([await self._drain(group, pools, start) for group in contract_groups(pools)])
         await self._tx_index.set_cursor(str(drained))
         return drained
 
@@ -270,7 +270,7 @@ class SettlementWatcher:
             pass  # the workflow is gone; the ledger already has the truth
 
 
-def _groups(pools: dict[str, str]) -> list[list[str]]:
+def contract_groups(pools: dict[str, str]) -> list[list[str]]:
     """The pools' contracts (pool and creditline kept together) in groups small enough for one
     getEvents request."""
     per_group = MAX_EVENT_CONTRACTS // 2

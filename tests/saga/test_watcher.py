@@ -4,6 +4,7 @@ the chain's figures, once as a still-active reservation) — which would refuse 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from stellar_sdk import StrKey
@@ -13,7 +14,7 @@ from core.models import LoanOffer, LoanState
 from liquidity.reconcile import establish_pool
 from liquidity.tx_index import TxIndex
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
-from watcher import SettlementWatcher
+from watcher import SettlementWatcher, contract_groups
 
 UNIT = 10_000_000
 
@@ -71,15 +72,18 @@ async def test_more_pools_than_one_rpc_request_can_follow(saga_stack, deploy_poo
     stack = saga_stack
     pool = await deploy_pool(liquidity=100 * UNIT)
     await establish_pool(stack.ledger, stack.chain, pool.pool_id)
-    # Twelve quiet pools whose ids sort before the real one, so it lands in the second group.
-    quiet = {
-        StrKey.encode_contract(bytes(30) + bytes([1, i])): StrKey.encode_contract(
-            bytes(30) + bytes([2, i])
-        )
-        for i in range(12)
-    }
-    assert all(quiet_id < pool.pool_id for quiet_id in quiet)
+    # Twelve quiet pools (no events) whose ids sort before the real one, so that the real pool
+    # falls in the second group.
+    quiet: dict[str, str] = {}
+    for n in range(1_000_000):
+        candidate = StrKey.encode_contract(hashlib.sha256(b"quiet-pool-%d" % n).digest())
+        if candidate < pool.pool_id:
+            quiet[candidate] = StrKey.encode_contract(hashlib.sha256(b"quiet-cl-%d" % n).digest())
+            if len(quiet) == 12:
+                break
     pools = {**quiet, pool.pool_id: pool.creditline_id}
+    groups = contract_groups(pools)
+    assert len(groups) == 2 and pool.pool_id in groups[1], groups
 
     borrower, vendor = await new_borrower(pool), await new_borrower()
     loan_id, offer = await open_test_loan(
