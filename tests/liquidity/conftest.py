@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from liquidity import Ledger
+from liquidity.connection import connect_redis
 
 BIG = 10**15  # a borrower limit that never binds
 
@@ -20,9 +21,9 @@ def ledger(redis_client: aioredis.Redis, key_prefix: str) -> Ledger:
 
 @pytest.fixture
 async def wide_ledger(redis_url: str, key_prefix: str) -> AsyncIterator[Ledger]:
-    """A ledger whose client may hold 300 connections: redis-py 8 caps a pool at 100 by default
-    and raises (not waits) beyond, and the concurrency tests keep 200+ calls in flight."""
-    client = aioredis.from_url(redis_url, decode_responses=True, max_connections=300)
+    """A ledger whose client holds up to 300 connections, so the concurrency tests' 200+ calls
+    are really in flight at once rather than queued for a connection."""
+    client = connect_redis(redis_url, max_connections=300)
     yield Ledger(client, prefix=key_prefix)
     await client.aclose()
 
