@@ -437,42 +437,25 @@ class Chain:
         rec, env = pending.record, pending.envelope
         tx = env.transaction
         account = self.accounts[tx.source.account_id]
-        empty_meta = xdrgen.tx_meta([], None, [])
-        # checks repeated at apply time, against the closing ledger
-        if tx.sequence != account.seq + 1:
-            self._finish(
-                rec,
-                seq,
-                close_time,
-                order,
-                "FAILED",
-                xdrgen.tx_result(TRC.txBAD_SEQ, 0),
-                empty_meta,
-                [],
-            )
-            return
+        # checks repeated at apply time, against the closing ledger; a failure here charges
+        # nothing and consumes no sequence number
         bounds = tx.preconditions.time_bounds if tx.preconditions else None
-        if bounds is not None and bounds.max_time and close_time > bounds.max_time:
+        stale: Any = None
+        if tx.sequence != account.seq + 1:
+            stale = TRC.txBAD_SEQ
+        elif bounds is not None and bounds.max_time and close_time > bounds.max_time:
+            stale = TRC.txTOO_LATE
+        elif bounds is not None and bounds.min_time and close_time < bounds.min_time:
+            stale = TRC.txTOO_EARLY
+        if stale is not None:
             self._finish(
                 rec,
                 seq,
                 close_time,
                 order,
                 "FAILED",
-                xdrgen.tx_result(TRC.txTOO_LATE, 0),
-                empty_meta,
-                [],
-            )
-            return
-        if bounds is not None and bounds.min_time and close_time < bounds.min_time:
-            self._finish(
-                rec,
-                seq,
-                close_time,
-                order,
-                "FAILED",
-                xdrgen.tx_result(TRC.txTOO_EARLY, 0),
-                empty_meta,
+                xdrgen.tx_result(stale, 0),
+                xdrgen.tx_meta([], None, []),
                 [],
             )
             return
