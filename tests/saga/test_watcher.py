@@ -10,6 +10,7 @@ import uuid
 from stellar_sdk import StrKey
 
 from chain.devnet_kit import wait_for_tx
+from chain.types import TxStatus
 from core.models import LoanOffer, LoanState
 from liquidity.reconcile import establish_pool
 from liquidity.tx_index import TxIndex
@@ -19,18 +20,15 @@ from watcher import SettlementWatcher, contract_groups
 UNIT = 10_000_000
 
 
-async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_pool, new_borrower):
-    stack = saga_stack
-    pool = await deploy_pool(liquidity=100 * UNIT)
-    # Established but NOT given to the session watcher: this test runs the passes itself.
-    await establish_pool(stack.ledger, stack.chain, pool.pool_id)
+async def landed_loan(stack, pool, new_borrower, funded: int) -> tuple[str, TxStatus]:
+    """A loan opened on the saga, signed and settled on chain: what the watcher must find."""
     borrower, vendor = await new_borrower(pool), await new_borrower()
     loan_id, offer = await open_test_loan(
         stack.client,
         stack.task_queue,
         pool_id=pool.pool_id,
         creditline_id=pool.creditline_id,
-        terms=terms_for(borrower.public_key, vendor.public_key, 30 * UNIT),
+        terms=terms_for(borrower.public_key, vendor.public_key, funded),
     )
     assert isinstance(offer, LoanOffer)
     sent = await stack.chain.submit(
@@ -38,6 +36,15 @@ async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_poo
     )
     landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
     assert landed.status == "success", landed
+    return loan_id, landed
+
+
+async def test_one_pass_commits_then_applies_the_snapshot(saga_stack, deploy_pool, new_borrower):
+    stack = saga_stack
+    pool = await deploy_pool(liquidity=100 * UNIT)
+    # Established but NOT given to the session watcher: this test runs the passes itself.
+    await establish_pool(stack.ledger, stack.chain, pool.pool_id)
+    loan_id, landed = await landed_loan(stack, pool, new_borrower, 30 * UNIT)
     before = await stack.ledger.status(pool.pool_id)
     assert (before.reserved, before.available) == (30 * UNIT, 70 * UNIT)
 
@@ -85,20 +92,7 @@ async def test_more_pools_than_one_rpc_request_can_follow(saga_stack, deploy_poo
     groups = contract_groups(pools)
     assert len(groups) == 2 and pool.pool_id in groups[1], groups
 
-    borrower, vendor = await new_borrower(pool), await new_borrower()
-    loan_id, offer = await open_test_loan(
-        stack.client,
-        stack.task_queue,
-        pool_id=pool.pool_id,
-        creditline_id=pool.creditline_id,
-        terms=terms_for(borrower.public_key, vendor.public_key, 10 * UNIT),
-    )
-    assert isinstance(offer, LoanOffer)
-    sent = await stack.chain.submit(
-        signed(offer, borrower.secret, stack.settings.network_passphrase)
-    )
-    landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
-    assert landed.status == "success", landed
+    loan_id, landed = await landed_loan(stack, pool, new_borrower, 10 * UNIT)
 
     tx_index = TxIndex(stack.redis, prefix=stack.redis_prefix, cursor_name=uuid.uuid4().hex)
     watcher = SettlementWatcher(
