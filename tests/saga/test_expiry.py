@@ -14,7 +14,7 @@ from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState
 from tests.fixtures.temporal import start_temporal
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
-from worker import Deps, build_worker
+from worker import build_worker
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle
 
@@ -70,15 +70,8 @@ async def test_long_ttl_expiry_under_time_skipping(
     pool = await deploy_pool(liquidity=50 * UNIT)
     await stack.add_pool(pool)
     borrower, vendor = await new_borrower(pool), await new_borrower()
-    deps = Deps(
-        settings=stack.settings,
-        redis=stack.redis,
-        ledger=stack.ledger,
-        chain=stack.chain,
-        tx_index=stack.tx_index,
-    )
     task_queue = f"skip-{uuid.uuid4().hex[:8]}"
-    async with build_worker(skipping_env.client, deps, task_queue=task_queue):
+    async with build_worker(skipping_env.client, stack.deps, task_queue=task_queue):
         loan_id, offer = await open_test_loan(
             skipping_env.client,
             task_queue,
