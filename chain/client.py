@@ -11,12 +11,10 @@ from typing import Any, TypeVar
 
 from stellar_sdk import (
     Account,
-    InvokeHostFunction,
     Keypair,
     Network,
     SorobanServerAsync,
     TransactionBuilder,
-    TransactionEnvelope,
     scval,
 )
 from stellar_sdk import xdr as sx
@@ -30,12 +28,12 @@ from stellar_sdk.soroban_rpc import (
     EventFilterType,
     GetTransactionStatus,
     SendTransactionStatus,
-    SimulateTransactionResponse,
 )
 
 from chain import decode
 from chain.envelope import envelope_hash, unsigned_envelope_hash
 from chain.errors import ChainRefusal, ChainUnavailable
+from chain.invocation import Invocation
 from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_CONTRACTS
 from chain.types import EventPage, FailureReason, FundingTx, PoolStats, SubmitResult, TxStatus
 from core.models import LoanTerms
@@ -64,29 +62,6 @@ def loan_args(terms: LoanTerms) -> list[sx.SCVal]:
         schedule,
         scval.to_uint32(terms.loan_type),
     ]
-
-
-def _apply_simulation(
-    envelope: TransactionEnvelope, simulation: SimulateTransactionResponse
-) -> None:
-    """Fill in what simulation found (footprint and resources, resource fee, the auth entries to
-    sign) on an envelope this client has just built and nobody else holds.
-
-    This is what the SDK's prepare_transaction does, minus its defensive deep copy of the whole
-    transaction, which costs more than building and encoding it."""
-    results = simulation.results
-    if simulation.transaction_data is None or simulation.min_resource_fee is None:
-        raise ValueError("simulation returned no transaction data")
-    if not results or len(results) != 1:
-        raise ValueError(f"simulation results invalid: {results}")
-    tx = envelope.transaction
-    op = tx.operations[0] if len(tx.operations) == 1 else None
-    if not isinstance(op, InvokeHostFunction) or tx.soroban_data is not None:
-        raise ValueError("expected a fresh transaction with one InvokeHostFunction operation")
-    tx.fee += simulation.min_resource_fee
-    tx.soroban_data = sx.SorobanTransactionData.from_xdr(simulation.transaction_data)
-    if not op.auth and results[0].auth:
-        op.auth = [sx.SorobanAuthorizationEntry.from_xdr(entry) for entry in results[0].auth]
 
 
 class ChainClient:
@@ -128,26 +103,42 @@ class ChainClient:
             raise ChainRefusal(
                 FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found"
             ) from exc
-        tx = (
-            TransactionBuilder(account, self.network_passphrase, self.base_fee)
-            .append_invoke_contract_function_op(creditline_id, "create_loan", loan_args(terms))
-            .add_time_bounds(0, max_time)
-            .build()
+        invocation = Invocation.build(
+            source=terms.borrower,
+            sequence=account.sequence + 1,
+            base_fee=self.base_fee,
+            contract_id=creditline_id,
+            function="create_loan",
+            args=loan_args(terms),
+            max_time=max_time,
         )
-        simulation = await self._call(self._server.simulate_transaction(tx))
+        simulation = await self._call(
+            self._server.simulate_transaction(base64.b64encode(invocation.unprepared()).decode())
+        )
         if simulation.error:
             reason, detail = decode.decode_simulation_error(
                 simulation.error, creditline_id, "create_loan"
             )
             raise ChainRefusal(reason, detail)
-        _apply_simulation(tx, simulation)
-        envelope = tx.to_xdr_object().to_xdr_bytes()  # encoded once: the XDR and its hash
+        results = simulation.results
+        if simulation.transaction_data is None or simulation.min_resource_fee is None:
+            raise ChainUnavailable("simulation returned no transaction data")
+        if not results or len(results) != 1:
+            raise ChainUnavailable(f"simulation results invalid: {results}")
+        try:
+            envelope = invocation.prepared(
+                transaction_data=simulation.transaction_data,
+                min_resource_fee=simulation.min_resource_fee,
+                auth=results[0].auth or [],
+            )
+        except ValueError as exc:
+            raise ChainUnavailable(str(exc)) from exc
         return FundingTx(
             xdr=base64.b64encode(envelope).decode(),
             tx_hash=unsigned_envelope_hash(envelope, self._network_id),
             max_time=max_time,
             source=terms.borrower,
-            sequence=tx.transaction.sequence,
+            sequence=account.sequence + 1,
         )
 
     async def simulate_read(

@@ -23,7 +23,7 @@ from api.schemas import (
     SubmitRequest,
     amounts_as_decimal,
 )
-from chain.envelope import envelope_hash, is_signed_by
+from chain.envelope import decode_envelope
 from chain.errors import ChainRefusal, ChainUnavailable
 from core.models import (
     TERMINAL_STATES,
@@ -173,21 +173,18 @@ def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
     """The hash of an envelope that is the loan's funding transaction, signed by its borrower."""
     passphrase = svc.settings.network_passphrase
     try:
-        tx_hash = envelope_hash(signed_xdr, passphrase)
-    except Exception as exc:
+        envelope = decode_envelope(signed_xdr)
+    except ValueError as exc:
         raise ApiError(400, "xdr_mismatch", "signed_xdr is not a transaction envelope",
                        {"reason": "malformed"}) from exc
+    tx_hash = envelope.hash(passphrase).hex()
     assert view.funding is not None
     if tx_hash != view.funding.tx_hash:
         raise ApiError(400, "xdr_mismatch",
                        "the envelope is not this loan's funding transaction",
                        {"reason": "hash_differs", "expected_tx_hash": view.funding.tx_hash,
                         "tx_hash": tx_hash})
-    try:
-        signed = is_signed_by(signed_xdr, view.borrower, passphrase)
-    except Exception:
-        signed = False
-    if not signed:
+    if not envelope.signed_by(view.borrower, passphrase):
         raise ApiError(400, "xdr_mismatch", "the envelope carries no valid borrower signature",
                        {"reason": "not_signed_by_borrower", "borrower": view.borrower})
     return tx_hash
