@@ -13,6 +13,7 @@ from typing import Any
 from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
+from chain.devnet import addresses
 from chain.devnet.host import (
     ContractFn,
     Host,
@@ -60,7 +61,8 @@ def token_transfer(
     host.require_auth(src)
     _token_move(host, me, src, dst, value)
     host.emit(
-        [_sym("transfer"), scval.to_address(src), scval.to_address(dst)], scval.to_int128(value)
+        [_sym("transfer"), addresses.to_address(src), addresses.to_address(dst)],
+        scval.to_int128(value),
     )
     return scval.to_void()
 
@@ -77,7 +79,8 @@ def token_mint(host: Host, me: str, to: sx.SCVal, amount: sx.SCVal) -> sx.SCVal:
         raise contract_error(TOKEN_NEGATIVE_AMOUNT, me, "negative amount is not allowed")
     host.storage.put(me, ("Balance", dst), token_balance_of(host, me, dst) + value)
     host.emit(
-        [_sym("mint"), scval.to_address(admin), scval.to_address(dst)], scval.to_int128(value)
+        [_sym("mint"), addresses.to_address(admin), addresses.to_address(dst)],
+        scval.to_int128(value),
     )
     return scval.to_void()
 
@@ -92,7 +95,9 @@ def token_symbol(host: Host, me: str) -> sx.SCVal:
 
 def call_transfer(host: Host, token: str, src: str, dst: str, amount: int) -> None:
     host.invoke(
-        token, "transfer", [scval.to_address(src), scval.to_address(dst), scval.to_int128(amount)]
+        token,
+        "transfer",
+        [addresses.to_address(src), addresses.to_address(dst), scval.to_int128(amount)],
     )
 
 
@@ -149,7 +154,7 @@ def pool_deposit(host: Host, me: str, provider: sx.SCVal, amount: sx.SCVal) -> s
     host.storage.put(me, ("TotalLiquidity",), _int(host, me, "TotalLiquidity") + value)
     call_transfer(host, host.storage.get(me, ("Token",)), who, me, value)
     host.emit(
-        [_sym("LQDEPST"), scval.to_address(who)],
+        [_sym("LQDEPST"), addresses.to_address(who)],
         scval.to_vec([scval.to_int128(value), scval.to_int128(shares)]),
     )
     return scval.to_int128(shares)
@@ -171,7 +176,7 @@ def pool_withdraw(host: Host, me: str, provider: sx.SCVal, shares: sx.SCVal) -> 
     host.storage.put(me, ("TotalShares",), _int(host, me, "TotalShares") - burn)
     host.storage.put(me, ("TotalLiquidity",), total - amount)
     host.emit(
-        [_sym("LQWTHDR"), scval.to_address(who)],
+        [_sym("LQWTHDR"), addresses.to_address(who)],
         scval.to_vec([scval.to_int128(burn), scval.to_int128(amount)]),
     )
     call_transfer(host, host.storage.get(me, ("Token",)), me, who, amount)
@@ -201,10 +206,10 @@ def pool_fund_loan(
     host.storage.put(me, ("LockedLiquidity",), locked + value)
     call_transfer(host, host.storage.get(me, ("Token",)), me, vendor, value)
     host.emit(
-        [_sym("LQFUND"), scval.to_address(cl)],
+        [_sym("LQFUND"), addresses.to_address(cl)],
         scval.to_vec(
             [
-                scval.to_address(vendor),
+                addresses.to_address(vendor),
                 scval.to_int128(value),
                 scval.to_int128(0),
                 scval.to_int128(0),
@@ -226,7 +231,7 @@ def pool_receive_repayment(
     host.storage.put(me, ("LockedLiquidity",), max(0, locked - p))
     call_transfer(host, host.storage.get(me, ("Token",)), cl, me, p + i)
     host.emit(
-        [_sym("LQREPAY"), scval.to_address(cl)],
+        [_sym("LQREPAY"), addresses.to_address(cl)],
         scval.to_vec([scval.to_int128(p), scval.to_int128(i)]),
     )
     if i > 0:  # all interest stays with LPs here (no treasury / merchant fund split)
@@ -325,7 +330,7 @@ def cl_create_loan(
         host.invoke(
             pool,
             "fund_loan",
-            [scval.to_address(me), scval.to_address(merchant), scval.to_int128(required)],
+            [addresses.to_address(me), addresses.to_address(merchant), scval.to_int128(required)],
         )
     host.storage.put(
         me,
@@ -344,7 +349,7 @@ def cl_create_loan(
         },
     )
     host.emit(
-        [_sym("LOANCRTD"), scval.to_address(borrower), scval.to_address(merchant)],
+        [_sym("LOANCRTD"), addresses.to_address(borrower), addresses.to_address(merchant)],
         scval.to_vec(
             [
                 scval.to_uint64(loan_id),
@@ -378,14 +383,14 @@ def cl_repay_loan(
     host.invoke(
         pool,
         "receive_repayment",
-        [scval.to_address(me), scval.to_int128(value), scval.to_int128(0)],
+        [addresses.to_address(me), scval.to_int128(value), scval.to_int128(0)],
     )
     if remaining == 0:
         loan["status"] = "Paid"
         call_transfer(host, token, me, borrower, loan["guarantee_amount"])  # guarantee released
     host.storage.put(me, ("Loan", lid), loan)
     host.emit(
-        [_sym("LOANRPD"), scval.to_address(borrower), scval.to_uint64(lid)],
+        [_sym("LOANRPD"), addresses.to_address(borrower), scval.to_uint64(lid)],
         scval.to_vec(
             [
                 scval.to_int128(value),
@@ -414,7 +419,7 @@ def native_to_scval(value: Any) -> sx.SCVal:
         return scval.to_int128(value)
     if isinstance(value, str):
         if len(value) == 56 and value[0] in "GC":
-            return scval.to_address(value)
+            return addresses.to_address(value)
         return scval.to_symbol(value) if value.isidentifier() else scval.to_string(value)
     if isinstance(value, dict):
         return scval.to_struct({str(k): native_to_scval(v) for k, v in sorted(value.items())})

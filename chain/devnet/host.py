@@ -9,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stellar_sdk import Address, StrKey, scval
+from stellar_sdk import StrKey, scval
 from stellar_sdk import xdr as sx
+
+from chain.devnet import addresses
 
 StorageKey = tuple[
     Any, ...
@@ -97,7 +99,7 @@ class AuthNode:
         fn = sx.SorobanAuthorizedFunction(
             sx.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,
             contract_fn=sx.InvokeContractArgs(
-                contract_address=Address(self.contract).to_xdr_sc_address(),
+                contract_address=addresses.sc_address(self.contract),
                 function_name=sx.SCSymbol(self.function.encode()),
                 args=list(self.args),
             ),
@@ -229,7 +231,7 @@ class Host:
         def walk(inv: sx.SorobanAuthorizedInvocation) -> bool:
             fn = inv.function.contract_fn
             if fn is not None:
-                addr = Address.from_xdr_sc_address(fn.contract_address).address
+                addr = addresses.strkey(fn.contract_address)
                 if (addr, fn.function_name.sc_symbol.decode()) == wanted:
                     return True
             return any(walk(s) for s in inv.sub_invocations)
@@ -253,7 +255,8 @@ class Host:
 def arg_address(host: Host, val: sx.SCVal) -> str:
     if val.type != sx.SCValType.SCV_ADDRESS:
         raise HostError("Value", "UnexpectedType", host.current, "expected an address")
-    return scval.from_address(val).address
+    assert val.address is not None
+    return addresses.strkey(val.address)
 
 
 def arg_int(host: Host, val: sx.SCVal, kind: sx.SCValType) -> int:

@@ -5,20 +5,20 @@ close applies its queued transactions in order without interleaving with submiss
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
-from stellar_sdk import Address, Keypair, StrKey, TransactionEnvelope, scval
+from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
-from stellar_sdk.exceptions import BadSignatureError
-from stellar_sdk.operation import InvokeHostFunction
 
-from chain.devnet import xdrgen
+from chain.devnet import addresses, xdrgen
 from chain.devnet.contracts import REGISTRY
 from chain.devnet.host import (
     INSTANCE_KEYS,
@@ -29,6 +29,7 @@ from chain.devnet.host import (
     Storage,
     contract_id_from_seed,
 )
+from chain.envelope import Envelope, decode_envelope
 from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 
 TRC = sx.TransactionResultCode
@@ -65,6 +66,16 @@ class EventRecord:
     tx_hash: str
     tx_index: int
 
+    @cached_property
+    def topics_xdr(self) -> list[str]:
+        """The topics as base64 XDR, encoded once: every getEvents page and topic filter that
+        meets this event reads them."""
+        return [t.to_xdr() for t in self.topics]
+
+    @cached_property
+    def value_xdr(self) -> str:
+        return self.value.to_xdr()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "contract",
@@ -77,8 +88,8 @@ class EventRecord:
             "transactionIndex": self.tx_index,
             "txHash": self.tx_hash,
             "inSuccessfulContractCall": True,
-            "topic": [t.to_xdr() for t in self.topics],
-            "value": self.value.to_xdr(),
+            "topic": list(self.topics_xdr),
+            "value": self.value_xdr,
         }
 
 
@@ -97,10 +108,58 @@ class TxRecord:
     contract_events: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DecodedTx:
+    """A submitted envelope, decoded once into the raw XDR types, with what the checks read."""
+
+    envelope: Envelope
+    xdr: str  # the envelope as getTransaction hands it back
+    hash: str  # hex, network-specific
+    source: str  # G... account of the transaction source (a muxed source's base account)
+
+    @property
+    def tx(self) -> sx.Transaction:
+        return self.envelope.tx
+
+
 @dataclass
 class Pending:
     record: TxRecord
-    envelope: TransactionEnvelope
+    tx: DecodedTx
+
+
+def _sdk_reads_unchanged(tx: sx.Transaction) -> bool:
+    """True when the SDK's `TransactionEnvelope` would read this transaction without refusing it.
+
+    The devnet used to decode every envelope with that class; its extra checks (operation bodies,
+    preconditions) must still refuse what they refused. They only concern what the devnet's own
+    transactions never carry, so those skip the SDK decode: one InvokeHostFunction operation,
+    and no preconditions but well-ordered time bounds."""
+    ops = tx.operations
+    if len(ops) != 1 or ops[0].body.type != sx.OperationType.INVOKE_HOST_FUNCTION:
+        return False
+    cond = tx.cond
+    if cond.type == sx.PreconditionType.PRECOND_NONE:
+        return True
+    if cond.type != sx.PreconditionType.PRECOND_TIME or cond.time_bounds is None:
+        return False
+    min_time = cond.time_bounds.min_time.time_point.uint64
+    max_time = cond.time_bounds.max_time.time_point.uint64
+    return not 0 < max_time < min_time
+
+
+def _time_bounds(tx: sx.Transaction) -> tuple[int, int] | None:
+    """(min_time, max_time) of the transaction's time bounds, None without any."""
+    cond = tx.cond
+    if cond.type == sx.PreconditionType.PRECOND_TIME:
+        bounds = cond.time_bounds
+    elif cond.type == sx.PreconditionType.PRECOND_V2 and cond.v2 is not None:
+        bounds = cond.v2.time_bounds
+    else:
+        bounds = None
+    if bounds is None:
+        return None
+    return bounds.min_time.time_point.uint64, bounds.max_time.time_point.uint64
 
 
 def toid(ledger: int, tx_order: int, op_index: int) -> int:
@@ -224,42 +283,70 @@ class Chain:
         return {"tokenId": token, "poolId": pool, "creditlineId": creditline}
 
     # -- envelope helpers ------------------------------------------------------------------------
-    def _decode(self, xdr: Any) -> TransactionEnvelope:
+    def _decode(self, xdr: Any) -> DecodedTx:
+        """Decode with the raw XDR layer: the SDK's `TransactionEnvelope` converts every address
+        to a strkey and round-trips the footprint, which cost more than the rest of a
+        submission. What the raw decoder does not take, or what the SDK class would check
+        further, still goes through the SDK class, so its refusals and messages are unchanged."""
         if not isinstance(xdr, str) or not xdr:
             raise RpcError(-32602, "transaction: expected a base64 TransactionEnvelope")
+        try:
+            envelope = decode_envelope(xdr)
+        except ValueError:
+            return self._decode_via_sdk(xdr)
+        if not _sdk_reads_unchanged(envelope.tx):
+            self._sdk_envelope(xdr)
+        return self._decoded(envelope, xdr)
+
+    def _sdk_envelope(self, xdr: str) -> TransactionEnvelope:
         try:
             return TransactionEnvelope.from_xdr(xdr, self.passphrase)
         except Exception as exc:
             raise RpcError(-32602, f"invalid transaction envelope: {exc}") from exc
 
+    def _decode_via_sdk(self, xdr: str) -> DecodedTx:
+        """Envelopes only the SDK reads (a v0 envelope, base64 with line breaks): hashed and
+        stored as the SDK re-encodes them, which is what the devnet always did."""
+        env = self._sdk_envelope(xdr)
+        return self._decoded(
+            decode_envelope(env.to_transaction_envelope_v1().to_xdr()), env.to_xdr()
+        )
+
+    def _decoded(self, envelope: Envelope, xdr: str) -> DecodedTx:
+        source = addresses.muxed_account_id(envelope.tx.source_account)
+        return DecodedTx(envelope, xdr, envelope.hash(self.passphrase).hex(), source)
+
     @staticmethod
-    def _invocation(env: TransactionEnvelope) -> tuple[InvokeHostFunction, sx.InvokeContractArgs]:
-        ops = env.transaction.operations
-        if len(ops) != 1 or not isinstance(ops[0], InvokeHostFunction):
+    def _invocation(tx: sx.Transaction) -> tuple[sx.InvokeHostFunctionOp, sx.InvokeContractArgs]:
+        ops = tx.operations
+        body = ops[0].body if len(ops) == 1 else None
+        if body is None or body.type != sx.OperationType.INVOKE_HOST_FUNCTION:
             raise RpcError(-32602, "exactly one InvokeHostFunction operation is supported")
-        hf = ops[0].host_function
+        op = body.invoke_host_function_op
+        assert op is not None
+        hf = op.host_function
         if (
             hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT
             or not hf.invoke_contract
         ):
             raise RpcError(-32602, "only contract invocations are modeled (no uploads/deploys)")
-        return ops[0], hf.invoke_contract
+        return op, hf.invoke_contract
 
     def _run(
-        self, env: TransactionEnvelope, *, record: bool, timestamp: int, ledger_seq: int
+        self, decoded: DecodedTx, *, record: bool, timestamp: int, ledger_seq: int
     ) -> tuple[Host, sx.SCVal | None, HostError | None]:
-        op, args = self._invocation(env)
+        op, args = self._invocation(decoded.tx)
         storage = Storage(self.data)
         host = Host(
             storage,
             self.kinds,
             REGISTRY,
-            source=env.transaction.source.account_id,
+            source=decoded.source,
             ledger_seq=ledger_seq,
             timestamp=timestamp,
             auth_entries=None if record else list(op.auth),
         )
-        contract = Address.from_xdr_sc_address(args.contract_address).address
+        contract = addresses.strkey(args.contract_address)
         try:
             value = host.invoke(contract, args.function_name.sc_symbol.decode(), list(args.args))
         except HostError as err:
@@ -268,11 +355,11 @@ class Chain:
 
     # -- simulateTransaction ---------------------------------------------------------------------
     def simulate(self, xdr: Any) -> dict[str, Any]:
-        env = self._decode(xdr)
-        self._invocation(env)
+        decoded = self._decode(xdr)
+        self._invocation(decoded.tx)
         base = {"latestLedger": self.latest}
         host, value, err = self._run(
-            env, record=True, timestamp=int(time.time()), ledger_seq=self.latest + 1
+            decoded, record=True, timestamp=int(time.time()), ledger_seq=self.latest + 1
         )
         if err is not None:
             diag = xdrgen.error_diagnostic(err).to_xdr()
@@ -281,23 +368,20 @@ class Chain:
         rw_slots = host.storage.written
         ro_slots = host.storage.read - rw_slots
         read_write = self._keys(rw_slots)
-        rw_set = {k.to_xdr() for k in read_write}
-        read_only = [
-            k for k in self._keys(ro_slots, host.contracts_touched) if k.to_xdr() not in rw_set
-        ]
+        rw_set = set(read_write)
+        read_only = [k for k in self._keys(ro_slots, host.contracts_touched) if k not in rw_set]
         instructions = INSTRUCTIONS_PER_CALL * max(1, len(host.contracts_touched))
         read_bytes = 200 * (len(read_only) + len(read_write))
         write_bytes = 200 * len(read_write)
-        probe = xdrgen.footprint_data(
-            read_only, read_write, instructions, read_bytes, write_bytes, 0
+        fee = xdrgen.resource_fee(
+            len(read_only) + len(read_write), instructions, read_bytes, write_bytes
         )
-        fee = xdrgen.min_resource_fee(probe.resources)
-        data = xdrgen.footprint_data(
+        data = xdrgen.soroban_data_xdr(
             read_only, read_write, instructions, read_bytes, write_bytes, fee
         )
         return {
             **base,
-            "transactionData": data.to_xdr(),
+            "transactionData": base64.b64encode(data).decode(),
             "minResourceFee": str(fee),
             "results": [
                 {"auth": [a.to_xdr() for a in host.recorded_auth_entries()], "xdr": value.to_xdr()}
@@ -306,15 +390,15 @@ class Chain:
             "cost": {"cpuInsns": str(instructions), "memBytes": str(read_bytes + write_bytes)},
         }
 
-    def _keys(self, slots: set[Slot], contracts: list[str] | None = None) -> list[sx.LedgerKey]:
-        seen: dict[str, sx.LedgerKey] = {}
+    @staticmethod
+    def _keys(slots: set[Slot], contracts: list[str] | None = None) -> list[bytes]:
+        """The ledger keys (XDR) of these slots and contract instances, each once, in order."""
+        seen: dict[bytes, None] = {}
         for cid in contracts or []:
-            key = xdrgen.instance_ledger_key(cid)
-            seen[key.to_xdr()] = key
+            seen[xdrgen.instance_ledger_key_xdr(cid)] = None
         for cid, skey in sorted(slots, key=repr):
-            key = xdrgen.slot_ledger_key(cid, skey)
-            seen.setdefault(key.to_xdr(), key)
-        return list(seen.values())
+            seen.setdefault(xdrgen.slot_ledger_key_xdr(cid, skey))
+        return list(seen)
 
     # -- sendTransaction -------------------------------------------------------------------------
     def _error(self, tx_hash: str, code: TRC, fee: int = 0) -> dict[str, Any]:
@@ -326,33 +410,21 @@ class Chain:
             "latestLedgerCloseTime": str(self.close_time),
         }
 
-    def _signed_by_source(self, env: TransactionEnvelope) -> bool:
-        source = env.transaction.source.account_id
-        keypair = Keypair.from_public_key(source)
-        tx_hash = env.hash()
-        for sig in env.signatures:
-            if sig.signature_hint != keypair.signature_hint():
-                continue
-            try:
-                keypair.verify(tx_hash, sig.signature)
-                return True
-            except BadSignatureError:
-                continue
-        return False
+    def _signed_by_source(self, decoded: DecodedTx) -> bool:
+        return decoded.envelope.signed_by(decoded.source, self.passphrase)
 
-    def _fee_ok(self, env: TransactionEnvelope) -> bool:
-        tx = env.transaction
-        data = tx.soroban_data
+    def _fee_ok(self, tx: sx.Transaction) -> bool:
+        data = tx.ext.soroban_data if tx.ext.v == 1 else None
         if data is None:
             return False
         declared = data.resource_fee.int64
         if declared < xdrgen.min_resource_fee(data.resources):
             return False
-        return tx.fee >= self.base_fee * len(tx.operations) + declared
+        return tx.fee.uint32 >= self.base_fee * len(tx.operations) + declared
 
     def submit(self, xdr: Any) -> dict[str, Any]:
-        env = self._decode(xdr)
-        tx_hash = env.hash_hex()
+        decoded = self._decode(xdr)
+        tx_hash = decoded.hash
         if any(p.record.hash == tx_hash for p in self.queue):
             return {
                 "status": "DUPLICATE",
@@ -360,33 +432,34 @@ class Chain:
                 "latestLedger": self.latest,
                 "latestLedgerCloseTime": str(self.close_time),
             }
-        tx = env.transaction
-        source = tx.source.account_id
+        tx = decoded.tx
+        source = decoded.source
         account = self.accounts.get(source)
         if account is None:
             return self._error(tx_hash, TRC.txNO_ACCOUNT)
-        if not self._signed_by_source(env):
+        if not self._signed_by_source(decoded):
             return self._error(tx_hash, TRC.txBAD_AUTH)
-        queued = sum(1 for p in self.queue if p.envelope.transaction.source.account_id == source)
-        if tx.sequence != account.seq + 1 + queued:
+        queued = sum(1 for p in self.queue if p.tx.source == source)
+        if tx.seq_num.sequence_number.int64 != account.seq + 1 + queued:
             return self._error(tx_hash, TRC.txBAD_SEQ)
         now = int(time.time())
-        bounds = tx.preconditions.time_bounds if tx.preconditions else None
+        bounds = _time_bounds(tx)
         if bounds is not None:
-            if bounds.max_time and now > bounds.max_time:
+            min_time, max_time = bounds
+            if max_time and now > max_time:
                 return self._error(tx_hash, TRC.txTOO_LATE)
-            if bounds.min_time and now < bounds.min_time:
+            if min_time and now < min_time:
                 return self._error(tx_hash, TRC.txTOO_EARLY)
-        if not self._fee_ok(env):
+        if not self._fee_ok(tx):
             return self._error(tx_hash, TRC.txINSUFFICIENT_FEE)
-        if account.balance < tx.fee:
+        if account.balance < tx.fee.uint32:
             return self._error(tx_hash, TRC.txINSUFFICIENT_BALANCE)
         try:
-            self._invocation(env)
+            self._invocation(tx)
         except RpcError:
             return self._error(tx_hash, TRC.txMALFORMED)
-        record = TxRecord(tx_hash, env.to_xdr(), "PENDING", now)
-        self.queue.append(Pending(record, env))
+        record = TxRecord(tx_hash, decoded.xdr, "PENDING", now)
+        self.queue.append(Pending(record, decoded))
         return {
             "status": "PENDING",
             "hash": tx_hash,
@@ -434,18 +507,19 @@ class Chain:
     def _apply(
         self, pending: Pending, seq: int, close_time: int, closed_at: str, order: int
     ) -> None:
-        rec, env = pending.record, pending.envelope
-        tx = env.transaction
-        account = self.accounts[tx.source.account_id]
+        rec, decoded = pending.record, pending.tx
+        tx = decoded.tx
+        account = self.accounts[decoded.source]
+        sequence = tx.seq_num.sequence_number.int64
         # checks repeated at apply time, against the closing ledger; a failure here charges
         # nothing and consumes no sequence number
-        bounds = tx.preconditions.time_bounds if tx.preconditions else None
+        min_time, max_time = _time_bounds(tx) or (0, 0)
         stale: Any = None
-        if tx.sequence != account.seq + 1:
+        if sequence != account.seq + 1:
             stale = TRC.txBAD_SEQ
-        elif bounds is not None and bounds.max_time and close_time > bounds.max_time:
+        elif max_time and close_time > max_time:
             stale = TRC.txTOO_LATE
-        elif bounds is not None and bounds.min_time and close_time < bounds.min_time:
+        elif min_time and close_time < min_time:
             stale = TRC.txTOO_EARLY
         if stale is not None:
             self._finish(
@@ -460,11 +534,11 @@ class Chain:
             )
             return
         # fee is charged and the sequence consumed whatever the contract does
-        fee = tx.fee
+        fee = tx.fee.uint32
         account.balance -= fee
-        account.seq = tx.sequence
+        account.seq = sequence
         account.last_modified = seq
-        host, value, err = self._run(env, record=False, timestamp=close_time, ledger_seq=seq)
+        host, value, err = self._run(decoded, record=False, timestamp=close_time, ledger_seq=seq)
         if err is not None:
             diags = [xdrgen.error_diagnostic(err)]
             self._finish(
@@ -600,7 +674,7 @@ class Chain:
         patterns = flt.get("topics")
         if not patterns:
             return True
-        topics = [t.to_xdr() for t in ev.topics]
+        topics = ev.topics_xdr
         for pattern in patterns:
             if pattern and pattern[-1] == "**":
                 head = pattern[:-1]
@@ -641,13 +715,13 @@ class Chain:
         if key.type == sx.LedgerEntryType.ACCOUNT and key.account is not None:
             ed25519 = key.account.account_id.account_id.ed25519
             assert ed25519 is not None
-            account_id = StrKey.encode_ed25519_public_key(ed25519.uint256)
+            account_id = addresses.account_strkey(ed25519.uint256)
             acct = self.accounts.get(account_id)
             if acct is None:
                 return None
             return xdrgen.account_entry(account_id, acct.balance, acct.seq), acct.last_modified
         if key.type == sx.LedgerEntryType.CONTRACT_DATA and key.contract_data is not None:
-            cid = Address.from_xdr_sc_address(key.contract_data.contract).address
+            cid = addresses.strkey(key.contract_data.contract)
             kind = self.kinds.get(cid)
             if kind is None:
                 return None

@@ -6,11 +6,14 @@ against testnet."""
 from __future__ import annotations
 
 import hashlib
+import struct
+from functools import lru_cache
 from typing import Any
 
-from stellar_sdk import Address, Keypair, StrKey, scval
+from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
+from chain.devnet import addresses
 from chain.devnet.contracts import native_to_scval
 from chain.devnet.host import INSTANCE_KEYS, ContractEventRecord, HostError, StorageKey
 
@@ -45,7 +48,7 @@ def tx_result(
 
 
 def contract_id_hash(contract_id: str) -> sx.ContractID:
-    return sx.ContractID(sx.Hash(StrKey.decode_contract(contract_id)))
+    return addresses.contract_id(contract_id)
 
 
 def contract_event(record: ContractEventRecord) -> sx.ContractEvent:
@@ -106,7 +109,7 @@ def slot_key_scval(key: StorageKey) -> sx.SCVal:
     """Persistent storage key: `vec[Symbol(name), args...]` (ints are u64 ids, strs addresses)."""
     parts: list[sx.SCVal] = [scval.to_symbol(key[0])]
     for part in key[1:]:
-        parts.append(scval.to_uint64(part) if isinstance(part, int) else scval.to_address(part))
+        parts.append(scval.to_uint64(part) if isinstance(part, int) else addresses.to_address(part))
     return scval.to_vec(parts)
 
 
@@ -114,7 +117,7 @@ def instance_ledger_key(contract_id: str) -> sx.LedgerKey:
     return sx.LedgerKey(
         sx.LedgerEntryType.CONTRACT_DATA,
         contract_data=sx.LedgerKeyContractData(
-            contract=Address(contract_id).to_xdr_sc_address(),
+            contract=addresses.sc_address(contract_id),
             key=sx.SCVal(sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE),
             durability=sx.ContractDataDurability.PERSISTENT,
         ),
@@ -127,23 +130,38 @@ def slot_ledger_key(contract_id: str, key: StorageKey) -> sx.LedgerKey:
     return sx.LedgerKey(
         sx.LedgerEntryType.CONTRACT_DATA,
         contract_data=sx.LedgerKeyContractData(
-            contract=Address(contract_id).to_xdr_sc_address(),
+            contract=addresses.sc_address(contract_id),
             key=slot_key_scval(key),
             durability=sx.ContractDataDurability.PERSISTENT,
         ),
     )
 
 
+# Simulation lists the same few keys (pool and creditline instances, the token balances) for
+# every loan; a ledger key is a pure function of its slot, so its XDR is encoded once.
+_KEY_CACHE_SIZE = 1 << 16
+
+
+@lru_cache(maxsize=_KEY_CACHE_SIZE)
+def instance_ledger_key_xdr(contract_id: str) -> bytes:
+    return instance_ledger_key(contract_id).to_xdr_bytes()
+
+
+@lru_cache(maxsize=_KEY_CACHE_SIZE)
+def slot_ledger_key_xdr(contract_id: str, key: StorageKey) -> bytes:
+    return slot_ledger_key(contract_id, key).to_xdr_bytes()
+
+
 def account_ledger_key(account_id: str) -> sx.LedgerKey:
     return sx.LedgerKey(
         sx.LedgerEntryType.ACCOUNT,
-        account=sx.LedgerKeyAccount(Keypair.from_public_key(account_id).xdr_account_id()),
+        account=sx.LedgerKeyAccount(addresses.account_id(account_id)),
     )
 
 
 def account_entry(account_id: str, balance: int, seq: int) -> sx.LedgerEntryData:
     entry = sx.AccountEntry(
-        account_id=Keypair.from_public_key(account_id).xdr_account_id(),
+        account_id=addresses.account_id(account_id),
         balance=sx.Int64(balance),
         seq_num=sx.SequenceNumber(sx.Int64(seq)),
         num_sub_entries=sx.Uint32(0),
@@ -196,7 +214,7 @@ def _data_entry(contract_id: str, key: sx.SCVal, val: sx.SCVal) -> sx.LedgerEntr
         sx.LedgerEntryType.CONTRACT_DATA,
         contract_data=sx.ContractDataEntry(
             ext=sx.ExtensionPoint(0),
-            contract=Address(contract_id).to_xdr_sc_address(),
+            contract=addresses.sc_address(contract_id),
             key=key,
             durability=sx.ContractDataDurability.PERSISTENT,
             val=val,
@@ -224,16 +242,43 @@ def footprint_data(
     )
 
 
-def min_resource_fee(resources: sx.SorobanResources) -> int:
+def soroban_data_xdr(
+    read_only: list[bytes],
+    read_write: list[bytes],
+    instructions: int,
+    read_bytes: int,
+    write_bytes: int,
+    resource_fee: int,
+) -> bytes:
+    """`footprint_data(...).to_xdr_bytes()` for ledger keys already in XDR.
+
+    Packing the footprint's keys again was most of the cost of a simulation; the enclosing
+    structs are fixed-size fields around two counted arrays, laid out here in XDR order:
+    ext (v0), footprint (readOnly<>, readWrite<>), instructions, diskReadBytes, writeBytes
+    (uint32 each), resourceFee (int64)."""
+    return b"".join(
+        [
+            struct.pack(">iI", 0, len(read_only)),
+            *read_only,
+            struct.pack(">I", len(read_write)),
+            *read_write,
+            struct.pack(">IIIq", instructions, read_bytes, write_bytes, resource_fee),
+        ]
+    )
+
+
+def resource_fee(keys: int, instructions: int, read_bytes: int, write_bytes: int) -> int:
     """The devnet's fee schedule: a deterministic function of the declared resources, so a
     transaction whose declared resource fee is below it is refused like on the network."""
-    keys = len(resources.footprint.read_only) + len(resources.footprint.read_write)
-    return (
-        10_000
-        + 2_500 * keys
-        + resources.instructions.uint32 // 100
-        + resources.disk_read_bytes.uint32
-        + 2 * resources.write_bytes.uint32
+    return 10_000 + 2_500 * keys + instructions // 100 + read_bytes + 2 * write_bytes
+
+
+def min_resource_fee(resources: sx.SorobanResources) -> int:
+    return resource_fee(
+        len(resources.footprint.read_only) + len(resources.footprint.read_write),
+        resources.instructions.uint32,
+        resources.disk_read_bytes.uint32,
+        resources.write_bytes.uint32,
     )
 
 

@@ -1,0 +1,121 @@
+"""The devnet's shortcuts around the SDK (memoized strkeys, ledger keys and footprints encoded
+from cached bytes, raw envelope decoding) give exactly what the SDK's own path gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from stellar_sdk import (
+    Account,
+    Address,
+    Asset,
+    Keypair,
+    MuxedAccount,
+    StrKey,
+    TransactionBuilder,
+    TransactionEnvelope,
+    scval,
+)
+from stellar_sdk import xdr as sx
+
+from chain.devnet import addresses, xdrgen
+from chain.devnet.ledger import Chain, RpcError
+
+PASSPHRASE = "Test ; devnet encoding"
+CONTRACT = StrKey.encode_contract(bytes(range(32)))
+
+
+def test_address_conversions_match_the_sdk() -> None:
+    account = Keypair.from_raw_ed25519_seed(bytes(32)).public_key
+    for strkey in (account, CONTRACT):
+        assert addresses.sc_address(strkey).to_xdr() == Address(strkey).to_xdr_sc_address().to_xdr()
+        assert addresses.to_address(strkey).to_xdr() == scval.to_address(strkey).to_xdr()
+        assert addresses.strkey(Address(strkey).to_xdr_sc_address()) == strkey
+    assert addresses.sc_address(account) is not addresses.sc_address(account)  # never shared
+    assert addresses.contract_id(CONTRACT).to_xdr() == (
+        sx.ContractID(sx.Hash(StrKey.decode_contract(CONTRACT))).to_xdr()
+    )
+    assert addresses.account_id(account).to_xdr() == (
+        Keypair.from_public_key(account).xdr_account_id().to_xdr()
+    )
+    muxed = MuxedAccount(account, 7).to_xdr_object()
+    assert addresses.muxed_account_id(muxed) == account
+
+
+def test_invalid_strkeys_raise_what_the_sdk_raises() -> None:
+    with pytest.raises(ValueError, match="Unsupported address type"):
+        addresses.sc_address("Gnope")
+    with pytest.raises(ValueError):
+        addresses.contract_id(Keypair.random().public_key)
+
+
+def test_soroban_data_from_cached_keys_matches_the_sdk_encoding() -> None:
+    account = Keypair.from_raw_ed25519_seed(bytes(32)).public_key
+    read_only = [xdrgen.instance_ledger_key(CONTRACT)]
+    read_write = [
+        xdrgen.slot_ledger_key(CONTRACT, ("Balance", account)),
+        xdrgen.slot_ledger_key(CONTRACT, ("Loan", 3)),
+    ]
+    expected = xdrgen.footprint_data(read_only, read_write, 4_500_000, 600, 400, 123_456)
+    got = xdrgen.soroban_data_xdr(
+        [xdrgen.instance_ledger_key_xdr(CONTRACT)],
+        [
+            xdrgen.slot_ledger_key_xdr(CONTRACT, ("Balance", account)),
+            xdrgen.slot_ledger_key_xdr(CONTRACT, ("Loan", 3)),
+        ],
+        4_500_000,
+        600,
+        400,
+        123_456,
+    )
+    assert got == expected.to_xdr_bytes()
+    assert xdrgen.resource_fee(3, 4_500_000, 600, 400) == xdrgen.min_resource_fee(
+        expected.resources
+    )
+
+
+def _payment_tx(source: Keypair, **preconditions: Any) -> TransactionEnvelope:
+    builder = TransactionBuilder(Account(source.public_key, 1), PASSPHRASE, 100)
+    builder.append_payment_op(source.public_key, Asset.native(), "1")
+    if preconditions:
+        builder.add_time_bounds(**preconditions)
+    return builder.build()
+
+
+def test_envelopes_the_sdk_refuses_are_refused_with_its_message() -> None:
+    chain = Chain(PASSPHRASE)
+    source = Keypair.random()
+    tx = (
+        TransactionBuilder(Account(source.public_key, 1), PASSPHRASE, 100)
+        .append_invoke_contract_function_op(CONTRACT, "get_pool_stats", [])
+        .add_time_bounds(0, 10)
+        .build()
+    )
+    raw = tx.to_xdr_object()
+    assert raw.v1 is not None
+    bounds = raw.v1.tx.cond.time_bounds
+    assert bounds is not None
+    bounds.min_time = sx.TimePoint(sx.Uint64(20))  # after max_time: the SDK refuses to read it
+    with pytest.raises(RpcError) as refused:
+        chain.simulate(raw.to_xdr())
+    assert refused.value.code == -32602
+    assert refused.value.message == (
+        "invalid transaction envelope: min_time cannot be greater than max_time."
+    )
+    for garbage in ("garbage", "AAAA"):
+        with pytest.raises(RpcError) as err:
+            chain.submit(garbage)
+        assert err.value.message.startswith("invalid transaction envelope: ")
+
+
+def test_a_v0_envelope_is_hashed_like_the_sdk_hashes_it() -> None:
+    chain = Chain(PASSPHRASE)
+    source = Keypair.random()
+    chain.fund(source.public_key, 10**9, None, 0)
+    env = _payment_tx(source, min_time=0, max_time=0)
+    env.transaction.v1 = False
+    env.sign(source)
+    sent = chain.submit(env.to_xdr())
+    assert sent["hash"] == env.hash_hex()
+    assert sent["status"] == "ERROR"  # a v0 transaction carries no Soroban data
