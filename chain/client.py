@@ -112,9 +112,10 @@ class ChainClient:
             args=loan_args(terms),
             max_time=max_time,
         )
-        simulation = await self._call(
-            self._server.simulate_transaction(base64.b64encode(invocation.unprepared()).decode())
-        )
+        # The SDK types the argument as an envelope object but sends a str as it is (its first
+        # statement), which spares decoding the bytes just to have them encoded again.
+        unprepared: Any = base64.b64encode(invocation.unprepared()).decode()
+        simulation = await self._call(self._server.simulate_transaction(unprepared))
         if simulation.error:
             reason, detail = decode.decode_simulation_error(
                 simulation.error, creditline_id, "create_loan"
