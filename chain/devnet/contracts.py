@@ -34,6 +34,19 @@ def _sym(name: str) -> sx.SCVal:
     return scval.to_symbol(name)
 
 
+def to_struct(fields: dict[str, sx.SCVal]) -> sx.SCVal:
+    """`scval.to_struct(fields)`, the entries in the same (byte-wise) key order.
+
+    The SDK builds the map through a dict keyed by SCVal, whose hash walks every field of
+    the value, then sorts it with a generic comparator: that cost more than the rest of
+    `get_pool_stats`. Struct keys are distinct symbols, which order like their UTF-8 bytes."""
+    entries = [
+        sx.SCMapEntry(key=scval.to_symbol(name), val=value)
+        for name, value in sorted(fields.items(), key=lambda item: item[0].encode())
+    ]
+    return sx.SCVal(sx.SCValType.SCV_MAP, map=sx.SCMap(sc_map=entries))
+
+
 def token_balance_of(host: Host, token: str, who: str) -> int:
     value = host.storage.get(token, ("Balance", who), 0)
     assert isinstance(value, int)
@@ -136,7 +149,7 @@ def pool_stats_of(host: Host, me: str) -> dict[str, int]:
 
 
 def pool_get_pool_stats(host: Host, me: str) -> sx.SCVal:
-    return scval.to_struct({k: scval.to_int128(v) for k, v in pool_stats_of(host, me).items()})
+    return to_struct({k: scval.to_int128(v) for k, v in pool_stats_of(host, me).items()})
 
 
 def pool_deposit(host: Host, me: str, provider: sx.SCVal, amount: sx.SCVal) -> sx.SCVal:
@@ -279,7 +292,7 @@ def _schedule(host: Host, me: str, val: sx.SCVal) -> list[dict[str, int]]:
 def _schedule_scval(schedule: list[dict[str, int]]) -> sx.SCVal:
     return scval.to_vec(
         [
-            scval.to_struct(
+            to_struct(
                 {"amount": scval.to_int128(i["amount"]), "due_date": scval.to_uint64(i["due_date"])}
             )
             for i in schedule
@@ -422,7 +435,7 @@ def native_to_scval(value: Any) -> sx.SCVal:
             return addresses.to_address(value)
         return scval.to_symbol(value) if value.isidentifier() else scval.to_string(value)
     if isinstance(value, dict):
-        return scval.to_struct({str(k): native_to_scval(v) for k, v in sorted(value.items())})
+        return to_struct({str(k): native_to_scval(v) for k, v in sorted(value.items())})
     if isinstance(value, list | tuple):
         return scval.to_vec([native_to_scval(v) for v in value])
     if value is None:

@@ -12,7 +12,6 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
@@ -22,7 +21,6 @@ from chain.devnet import addresses, xdrgen
 from chain.devnet.contracts import REGISTRY
 from chain.devnet.host import (
     INSTANCE_KEYS,
-    ContractEventRecord,
     Host,
     HostError,
     Slot,
@@ -61,20 +59,10 @@ class EventRecord:
     ledger: int
     closed_at: str
     contract_id: str
-    topics: list[sx.SCVal]
-    value: sx.SCVal
+    topics_xdr: list[str]  # base64 XDR, as getEvents serves them and topic filters match them
+    value_xdr: str
     tx_hash: str
     tx_index: int
-
-    @cached_property
-    def topics_xdr(self) -> list[str]:
-        """The topics as base64 XDR, encoded once: every getEvents page and topic filter that
-        meets this event reads them."""
-        return [t.to_xdr() for t in self.topics]
-
-    @cached_property
-    def value_xdr(self) -> str:
-        return self.value.to_xdr()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +148,11 @@ def _time_bounds(tx: sx.Transaction) -> tuple[int, int] | None:
     if bounds is None:
         return None
     return bounds.min_time.time_point.uint64, bounds.max_time.time_point.uint64
+
+
+def _b64(xdr: bytes) -> str:
+    """Base64 text of XDR bytes, as `to_xdr()` gives it."""
+    return base64.b64encode(xdr).decode()
 
 
 def toid(ledger: int, tx_order: int, op_index: int) -> int:
@@ -381,7 +374,7 @@ class Chain:
         )
         return {
             **base,
-            "transactionData": base64.b64encode(data).decode(),
+            "transactionData": _b64(data),
             "minResourceFee": str(fee),
             "results": [
                 {"auth": [a.to_xdr() for a in host.recorded_auth_entries()], "xdr": value.to_xdr()}
@@ -491,8 +484,8 @@ class Chain:
         order: int,
         status: str,
         result: sx.TransactionResult,
-        meta: sx.TransactionMeta,
-        diagnostics: list[sx.DiagnosticEvent],
+        meta: bytes,
+        diagnostics: list[bytes],
     ) -> None:
         rec.status, rec.ledger, rec.created_at, rec.application_order = (
             status,
@@ -500,8 +493,8 @@ class Chain:
             close_time,
             order,
         )
-        rec.result_xdr, rec.meta_xdr = result.to_xdr(), meta.to_xdr()
-        rec.diagnostic_events = [d.to_xdr() for d in diagnostics]
+        rec.result_xdr, rec.meta_xdr = result.to_xdr(), _b64(meta)
+        rec.diagnostic_events = [_b64(d) for d in diagnostics]
         self.txs[rec.hash] = rec
 
     def _apply(
@@ -529,7 +522,7 @@ class Chain:
                 order,
                 "FAILED",
                 xdrgen.tx_result(stale, 0),
-                xdrgen.tx_meta([], None, []),
+                xdrgen.tx_meta_xdr([], None, []),
                 [],
             )
             return
@@ -540,7 +533,7 @@ class Chain:
         account.last_modified = seq
         host, value, err = self._run(decoded, record=False, timestamp=close_time, ledger_seq=seq)
         if err is not None:
-            diags = [xdrgen.error_diagnostic(err)]
+            diags = [xdrgen.error_diagnostic(err).to_xdr_bytes()]
             self._finish(
                 rec,
                 seq,
@@ -548,7 +541,7 @@ class Chain:
                 order,
                 "FAILED",
                 xdrgen.tx_result(TRC.txFAILED, fee, trapped=True),
-                xdrgen.tx_meta([], None, diags),
+                xdrgen.tx_meta_xdr([], None, diags),
                 diags,
             )
             return
@@ -556,7 +549,9 @@ class Chain:
         for slot in host.storage.overlay:
             self.modified[slot] = seq
         host.storage.commit()
-        result_hash = hashlib.sha256(value.to_xdr_bytes()).digest()
+        value_xdr = value.to_xdr_bytes()
+        result_hash = hashlib.sha256(value_xdr).digest()
+        events = [xdrgen.pack_event(e) for e in host.events]
         self._finish(
             rec,
             seq,
@@ -564,16 +559,16 @@ class Chain:
             order,
             "SUCCESS",
             xdrgen.tx_result(TRC.txSUCCESS, fee, success_hash=result_hash),
-            xdrgen.tx_meta(host.events, value, []),
+            xdrgen.tx_meta_xdr([e.xdr for e in events], value_xdr, []),
             [],
         )
-        rec.contract_events = [xdrgen.contract_event(e).to_xdr() for e in host.events]
-        for index, ev in enumerate(host.events):
+        rec.contract_events = [_b64(e.xdr) for e in events]
+        for index, ev in enumerate(events):
             self._record_event(ev, seq, closed_at, rec.hash, order, index)
 
     def _record_event(
         self,
-        ev: ContractEventRecord,
+        ev: xdrgen.PackedEvent,
         seq: int,
         closed_at: str,
         tx_hash: str,
@@ -581,9 +576,10 @@ class Chain:
         index: int,
     ) -> None:
         eid, key = event_id(seq, order, index)
+        topics = [_b64(t) for t in ev.topics]
         self.events.append(
             EventRecord(
-                eid, key, seq, closed_at, ev.contract_id, ev.topics, ev.data, tx_hash, order
+                eid, key, seq, closed_at, ev.contract_id, topics, _b64(ev.data), tx_hash, order
             )
         )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +15,7 @@ from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
 from chain.devnet import addresses
-from chain.devnet.contracts import native_to_scval
+from chain.devnet.contracts import native_to_scval, to_struct
 from chain.devnet.host import INSTANCE_KEYS, ContractEventRecord, HostError, StorageKey
 
 TRC = sx.TransactionResultCode
@@ -80,6 +81,55 @@ def host_error_text(err: HostError) -> str:
         f"HostError: {err.rendered}\n\nEvent log (newest first):\n"
         f"   0: [Diagnostic Event] {where}topics:[error, {err.rendered}], "
         f"data:{(err.message or err.rendered)!r}"
+    )
+
+
+@dataclass(frozen=True)
+class PackedEvent:
+    """A contract event in XDR, each part encoded once: getEvents serves the topics and the
+    value one by one, getTransaction and the meta the whole event."""
+
+    contract_id: str
+    topics: list[bytes]
+    data: bytes
+    xdr: bytes
+
+
+def pack_event(record: ContractEventRecord) -> PackedEvent:
+    """`contract_event(record)`, encoded; its bytes are those of the ContractEvent struct:
+    ext v0, contractID present (32-byte hash), type, body v0 with topics<> and data."""
+    topics = [t.to_xdr_bytes() for t in record.topics]
+    data = record.data.to_xdr_bytes()
+    head = struct.pack(">iI", 0, 1) + addresses.contract_id(record.contract_id).contract_id.hash
+    xdr = b"".join(
+        [
+            head,
+            struct.pack(">iiI", sx.ContractEventType.CONTRACT.value, 0, len(topics)),
+            *topics,
+            data,
+        ]
+    )
+    return PackedEvent(record.contract_id, topics, data, xdr)
+
+
+# TransactionMeta v3 up to the Soroban events: ext v0, no txChangesBefore, one OperationMeta
+# without changes, no txChangesAfter, sorobanMeta present, its ext v0.
+_META_HEAD = struct.pack(">iiIIIIIi", 3, 0, 0, 1, 0, 0, 1, 0)
+_VOID = scval.to_void().to_xdr_bytes()
+
+
+def tx_meta_xdr(events: list[bytes], return_value: bytes | None, diagnostics: list[bytes]) -> bytes:
+    """`tx_meta(...).to_xdr_bytes()` from events, return value and diagnostic events already
+    in XDR, so what getTransaction also serves one by one is encoded once."""
+    return b"".join(
+        [
+            _META_HEAD,
+            struct.pack(">I", len(events)),
+            *events,
+            _VOID if return_value is None else return_value,
+            struct.pack(">I", len(diagnostics)),
+            *diagnostics,
+        ]
     )
 
 
@@ -197,7 +247,7 @@ def instance_entry(contract_id: str, kind: str, storage: dict[str, Any]) -> sx.L
 def slot_entry(contract_id: str, kind: str, key: StorageKey, value: Any) -> sx.LedgerEntryData:
     if kind == "token" and key[0] == "Balance":
         # the Stellar Asset Contract's balance shape, so `get_sac_balance`-style readers work
-        val = scval.to_struct(
+        val = to_struct(
             {
                 "amount": scval.to_int128(value),
                 "authorized": scval.to_bool(True),

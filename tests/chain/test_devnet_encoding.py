@@ -20,6 +20,8 @@ from stellar_sdk import (
 from stellar_sdk import xdr as sx
 
 from chain.devnet import addresses, xdrgen
+from chain.devnet.contracts import to_struct
+from chain.devnet.host import ContractEventRecord, HostError
 from chain.devnet.ledger import Chain, RpcError
 
 PASSPHRASE = "Test ; devnet encoding"
@@ -73,6 +75,38 @@ def test_soroban_data_from_cached_keys_matches_the_sdk_encoding() -> None:
     assert xdrgen.resource_fee(3, 4_500_000, 600, 400) == xdrgen.min_resource_fee(
         expected.resources
     )
+
+
+def test_events_and_meta_from_packed_parts_match_the_sdk_encoding() -> None:
+    account = Keypair.from_raw_ed25519_seed(bytes(32)).public_key
+    record = ContractEventRecord(
+        CONTRACT,
+        [scval.to_symbol("transfer"), scval.to_address(account), scval.to_address(CONTRACT)],
+        scval.to_int128(-(10**20)),
+    )
+    packed = xdrgen.pack_event(record)
+    assert packed.xdr == xdrgen.contract_event(record).to_xdr_bytes()
+    assert packed.topics == [t.to_xdr_bytes() for t in record.topics]
+    assert packed.data == record.data.to_xdr_bytes()
+    value = scval.to_uint64(42)
+    assert xdrgen.tx_meta_xdr([packed.xdr, packed.xdr], value.to_xdr_bytes(), []) == (
+        xdrgen.tx_meta([record, record], value, []).to_xdr_bytes()
+    )
+    diagnostic = xdrgen.error_diagnostic(HostError("Contract", 5, CONTRACT, "no liquidity"))
+    assert xdrgen.tx_meta_xdr([], None, [diagnostic.to_xdr_bytes()]) == (
+        xdrgen.tx_meta([], None, [diagnostic]).to_xdr_bytes()
+    )
+
+
+def test_struct_matches_the_sdk() -> None:
+    fields = {
+        "due_date": scval.to_uint64(1),
+        "amount": scval.to_int128(2),
+        "a": scval.to_bool(True),
+        "Zeta": scval.to_void(),
+        "amount_b": scval.to_string("x"),
+    }
+    assert to_struct(fields).to_xdr() == scval.to_struct(fields).to_xdr()
 
 
 def _payment_tx(source: Keypair, **preconditions: Any) -> TransactionEnvelope:
