@@ -192,9 +192,7 @@ class Chain:
 
     # -- views ---------------------------------------------------------------------------------
     def header_xdr(self) -> str:
-        return xdrgen.ledger_header(
-            self.latest, self.close_time, self.prev_hash, self.base_fee
-        ).to_xdr()
+        return xdrgen.ledger_header_xdr(self.latest, self.close_time, self.prev_hash, self.base_fee)
 
     def latest_info(self) -> dict[str, Any]:
         return {

@@ -332,6 +332,12 @@ def min_resource_fee(resources: sx.SorobanResources) -> int:
     )
 
 
+@lru_cache(maxsize=4)
+def ledger_header_xdr(seq: int, close_time: int, prev_hash: bytes, base_fee: int) -> str:
+    """The header's XDR, encoded once per ledger: getLatestLedger is the most polled call."""
+    return ledger_header(seq, close_time, prev_hash, base_fee).to_xdr()
+
+
 def ledger_header(seq: int, close_time: int, prev_hash: bytes, base_fee: int) -> sx.LedgerHeader:
     zero = sx.Hash(bytes(32))
     return sx.LedgerHeader(
