@@ -117,10 +117,11 @@ class Pending:
 
 
 def _sdk_reads_unchanged(tx: sx.Transaction) -> bool:
-    """True when the SDK's `TransactionEnvelope` would read this transaction without refusing it.
+    """True when the SDK's `TransactionEnvelope` would read this transaction as it is: accept it,
+    and re-encode it to the same bytes (so the same hash and stored envelope).
 
     The devnet used to decode every envelope with that class; its extra checks (operation bodies,
-    preconditions) must still refuse what they refused. They only concern what the devnet's own
+    preconditions) must still refuse what they refused. They only concern what the saga's
     transactions never carry, so those skip the SDK decode: one InvokeHostFunction operation,
     and no preconditions but well-ordered time bounds."""
     ops = tx.operations
@@ -286,7 +287,7 @@ class Chain:
         except ValueError:
             return self._decode_via_sdk(xdr)
         if not _sdk_reads_unchanged(envelope.tx):
-            self._sdk_envelope(xdr)
+            return self._decode_via_sdk(xdr)
         return self._decoded(envelope, xdr)
 
     def _sdk_envelope(self, xdr: str) -> TransactionEnvelope:
@@ -296,8 +297,9 @@ class Chain:
             raise RpcError(-32602, f"invalid transaction envelope: {exc}") from exc
 
     def _decode_via_sdk(self, xdr: str) -> DecodedTx:
-        """Envelopes only the SDK reads (a v0 envelope, base64 with line breaks): hashed and
-        stored as the SDK re-encodes them, which is what the devnet always did."""
+        """Envelopes of another shape (a v0 envelope, base64 with line breaks, other operations
+        or preconditions): refused, hashed and stored as the SDK class decodes and re-encodes
+        them, which is what the devnet always did."""
         env = self._sdk_envelope(xdr)
         return self._decoded(
             decode_envelope(env.to_transaction_envelope_v1().to_xdr()), env.to_xdr()
