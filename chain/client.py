@@ -5,6 +5,7 @@ devnet or at testnet by changing `rpc_url` and `network_passphrase`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -97,25 +98,33 @@ class ChainClient:
     ) -> FundingTx:
         """The borrower's create_loan transaction, prepared (footprint, auth, resource fee) and
         bounded by `max_time`, so it cannot land after the reservation that backs it expires."""
-        try:
-            account = await self._call(self._server.load_account(terms.borrower))
-        except AccountNotFoundException as exc:
-            raise ChainRefusal(
-                FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found"
-            ) from exc
         invocation = Invocation.build(
             source=terms.borrower,
-            sequence=account.sequence + 1,
             base_fee=self.base_fee,
             contract_id=creditline_id,
             function="create_loan",
             args=loan_args(terms),
             max_time=max_time,
         )
-        # The SDK types the argument as an envelope object but sends a str as it is (its first
+        # Simulation ignores the sequence number, so the account is read at the same time: the
+        # two round trips overlap instead of adding up in the borrower's time to XDR. The SDK
+        # types the argument as an envelope object but sends a str as it is (its first
         # statement), which spares decoding the bytes just to have them encoded again.
-        unprepared: Any = base64.b64encode(invocation.unprepared()).decode()
-        simulation = await self._call(self._server.simulate_transaction(unprepared))
+        unprepared: Any = base64.b64encode(invocation.unprepared(sequence=0)).decode()
+        account, simulation = await asyncio.gather(
+            self._call(self._server.load_account(terms.borrower)),
+            self._call(self._server.simulate_transaction(unprepared)),
+            return_exceptions=True,
+        )
+        if isinstance(account, AccountNotFoundException):
+            raise ChainRefusal(
+                FailureReason.NO_ACCOUNT, f"account {terms.borrower} not found"
+            ) from account
+        if isinstance(account, BaseException):
+            raise account
+        if isinstance(simulation, BaseException):
+            raise simulation
+        sequence = account.sequence + 1
         if simulation.error:
             reason, detail = decode.decode_simulation_error(
                 simulation.error, creditline_id, "create_loan"
@@ -128,6 +137,7 @@ class ChainClient:
             raise ChainUnavailable(f"simulation results invalid: {results}")
         try:
             envelope = invocation.prepared(
+                sequence=sequence,
                 transaction_data=simulation.transaction_data,
                 min_resource_fee=simulation.min_resource_fee,
                 auth=results[0].auth or [],
@@ -139,7 +149,7 @@ class ChainClient:
             tx_hash=unsigned_envelope_hash(envelope, self._network_id),
             max_time=max_time,
             source=terms.borrower,
-            sequence=account.sequence + 1,
+            sequence=sequence,
         )
 
     async def simulate_read(
@@ -166,11 +176,10 @@ class ChainClient:
 
     # -- submitting and following ----------------------------------------------------------------
     async def submit(self, signed_xdr: str) -> SubmitResult:
-        try:
-            tx_hash = envelope_hash(signed_xdr, self.network_passphrase)
-        except ValueError as exc:
-            raise ChainRefusal(FailureReason.MALFORMED, str(exc)) from exc
+        """Garbage is refused by the RPC (-32602, a MALFORMED refusal); the hash is the one it
+        answers with, computed here only if it leaves it out."""
         resp = await self._call(self._server.send_transaction(signed_xdr))
+        tx_hash = resp.hash or self._local_hash(signed_xdr)
         status = {
             SendTransactionStatus.PENDING: "pending",
             SendTransactionStatus.DUPLICATE: "duplicate",
@@ -178,14 +187,20 @@ class ChainClient:
             SendTransactionStatus.ERROR: "error",
         }[resp.status]
         if resp.status != SendTransactionStatus.ERROR:
-            return SubmitResult(status=status, tx_hash=resp.hash or tx_hash)
+            return SubmitResult(status=status, tx_hash=tx_hash)
         reason, detail = FailureReason.UNKNOWN, "no errorResultXdr"
         if resp.error_result_xdr:
             code = decode.result_code(resp.error_result_xdr)
             reason, detail = decode.reason_for_code(code), code.name
         return SubmitResult(
-            status="error", tx_hash=resp.hash or tx_hash, reason=reason, detail=detail
+            status="error", tx_hash=tx_hash, reason=reason, detail=detail
         )
+
+    def _local_hash(self, signed_xdr: str) -> str:
+        try:
+            return envelope_hash(signed_xdr, self.network_passphrase)
+        except ValueError as exc:
+            raise ChainRefusal(FailureReason.MALFORMED, str(exc)) from exc
 
     async def transaction(self, tx_hash: str) -> TxStatus:
         resp = await self._call(self._server.get_transaction(tx_hash))

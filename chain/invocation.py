@@ -43,8 +43,8 @@ def _b64(field: str, value: str) -> bytes:
 class Invocation:
     """One InvokeHostFunction transaction before its resources are known."""
 
-    head: bytes  # sourceAccount (the fee follows it)
-    middle: bytes  # seqNum, cond, memo, operations<1>, op source, op type, hostFunction
+    source: bytes  # sourceAccount (fee and seqNum follow it)
+    body: bytes  # cond, memo, operations<1>, op source, op type, hostFunction
     base_fee: int
 
     @classmethod
@@ -52,7 +52,6 @@ class Invocation:
         cls,
         *,
         source: str,
-        sequence: int,
         base_fee: int,
         contract_id: str,
         function: str,
@@ -73,9 +72,8 @@ class Invocation:
                 min_time=sx.TimePoint(sx.Uint64(0)), max_time=sx.TimePoint(sx.Uint64(max_time))
             ),
         )
-        middle = b"".join(
+        body = b"".join(
             [
-                sequence.to_bytes(8, "big", signed=True),
                 cond.to_xdr_bytes(),
                 _ABSENT,  # memo: MEMO_NONE
                 _ONE,  # one operation
@@ -84,23 +82,26 @@ class Invocation:
                 host_function.to_xdr_bytes(),
             ]
         )
-        head = MuxedAccount.from_account(source).to_xdr_object().to_xdr_bytes()
-        return cls(head=head, middle=middle, base_fee=base_fee)
+        encoded_source = MuxedAccount.from_account(source).to_xdr_object().to_xdr_bytes()
+        return cls(source=encoded_source, body=body, base_fee=base_fee)
 
-    def unprepared(self) -> bytes:
-        """The envelope to simulate: base fee, no auth entries, no Soroban data, unsigned."""
-        # auth<0>, ext v0, signatures<0>
-        parts = [_ENVELOPE_TYPE_TX, self.head, _u32(self.base_fee), self.middle]
-        return b"".join([*parts, _ABSENT, _ABSENT, _ABSENT])
-
-    def prepared(
-        self, *, transaction_data: str, min_resource_fee: int, auth: list[str]
-    ) -> bytes:
-        """The envelope to sign: simulation's resources, resource fee and auth entries added."""
-        fee = self.base_fee + min_resource_fee
+    def _transaction_head(self, fee: int, sequence: int) -> list[bytes]:
         if not 0 <= fee < 2**32:
             raise ValueError(f"fee {fee} does not fit a transaction")
-        parts = [_ENVELOPE_TYPE_TX, self.head, _u32(fee), self.middle, _u32(len(auth))]
+        seq = sequence.to_bytes(8, "big", signed=True)
+        return [_ENVELOPE_TYPE_TX, self.source, _u32(fee), seq, self.body]
+
+    def unprepared(self, *, sequence: int) -> bytes:
+        """The envelope to simulate: base fee, no auth entries, no Soroban data, unsigned."""
+        parts = self._transaction_head(self.base_fee, sequence)
+        return b"".join([*parts, _ABSENT, _ABSENT, _ABSENT])  # auth<0>, ext v0, signatures<0>
+
+    def prepared(
+        self, *, sequence: int, transaction_data: str, min_resource_fee: int, auth: list[str]
+    ) -> bytes:
+        """The envelope to sign: simulation's resources, resource fee and auth entries added."""
+        parts = self._transaction_head(self.base_fee + min_resource_fee, sequence)
+        parts.append(_u32(len(auth)))
         parts += [_b64("auth entry", entry) for entry in auth]
         parts += [_ONE, _b64("transactionData", transaction_data), _ABSENT]
         return b"".join(parts)

@@ -27,10 +27,9 @@ def _sdk_builder(source: Keypair, sequence: int, max_time: int) -> TransactionBu
     )
 
 
-def _invocation(source: Keypair, sequence: int, max_time: int) -> Invocation:
+def _invocation(source: Keypair, max_time: int) -> Invocation:
     return Invocation.build(
         source=source.public_key,
-        sequence=sequence,
         base_fee=100,
         contract_id=CONTRACT,
         function="create_loan",
@@ -42,7 +41,7 @@ def _invocation(source: Keypair, sequence: int, max_time: int) -> Invocation:
 def test_unprepared_envelope_matches_the_sdk_builder() -> None:
     source = Keypair.random()
     expected = _sdk_builder(source, 2**40 + 7, 1_900_000_000).build().to_xdr()
-    got = _invocation(source, 2**40 + 7, 1_900_000_000).unprepared()
+    got = _invocation(source, 1_900_000_000).unprepared(sequence=2**40 + 7)
     assert base64.b64encode(got).decode() == expected
 
 
@@ -73,18 +72,18 @@ def test_prepared_envelope_matches_the_sdk_with_simulation_applied() -> None:
     expected = _sdk_builder(source, 42, 1_900_000_000).set_soroban_data(data).build()
     assert expected.transaction.fee == 100 + 54_321
     expected.transaction.operations[0].auth = [auth]  # type: ignore[attr-defined]
-    got = _invocation(source, 42, 1_900_000_000).prepared(
-        transaction_data=data.to_xdr(), min_resource_fee=54_321, auth=[auth.to_xdr()]
+    got = _invocation(source, 1_900_000_000).prepared(
+        sequence=42, transaction_data=data.to_xdr(), min_resource_fee=54_321, auth=[auth.to_xdr()]
     )
     assert base64.b64encode(got).decode() == expected.to_xdr()
 
 
 def test_garbage_from_simulation_is_refused() -> None:
-    invocation = _invocation(Keypair.random(), 1, 1_900_000_000)
+    invocation = _invocation(Keypair.random(), 1_900_000_000)
     with pytest.raises(ValueError, match="transactionData"):
-        invocation.prepared(transaction_data="%%%", min_resource_fee=1, auth=[])
+        invocation.prepared(sequence=1, transaction_data="%%%", min_resource_fee=1, auth=[])
     with pytest.raises(ValueError, match="fee"):
-        invocation.prepared(transaction_data="", min_resource_fee=2**32, auth=[])
+        invocation.prepared(sequence=1, transaction_data="", min_resource_fee=2**32, auth=[])
 
 
 def _contract_key() -> str:
