@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 from stellar_sdk import (
     Account,
     Keypair,
-    Network,
     SorobanServerAsync,
     TransactionBuilder,
     scval,
@@ -32,7 +31,7 @@ from stellar_sdk.soroban_rpc import (
 )
 
 from chain import decode
-from chain.envelope import envelope_hash, unsigned_envelope_hash
+from chain.envelope import unsigned_envelope_hash
 from chain.errors import ChainRefusal, ChainUnavailable
 from chain.invocation import Invocation
 from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_CONTRACTS
@@ -70,7 +69,6 @@ class ChainClient:
         self.rpc_url = rpc_url
         self.network_passphrase = network_passphrase
         self.base_fee = base_fee
-        self._network_id = Network(network_passphrase).network_id()
         self._server = SorobanServerAsync(rpc_url)
 
     async def close(self) -> None:
@@ -146,7 +144,7 @@ class ChainClient:
             raise ChainUnavailable(str(exc)) from exc
         return FundingTx(
             xdr=base64.b64encode(envelope).decode(),
-            tx_hash=unsigned_envelope_hash(envelope, self._network_id),
+            tx_hash=unsigned_envelope_hash(envelope, self.network_passphrase),
             max_time=max_time,
             source=terms.borrower,
             sequence=sequence,
@@ -176,10 +174,10 @@ class ChainClient:
 
     # -- submitting and following ----------------------------------------------------------------
     async def submit(self, signed_xdr: str) -> SubmitResult:
-        """Garbage is refused by the RPC (-32602, a MALFORMED refusal); the hash is the one it
-        answers with, computed here only if it leaves it out."""
+        """Garbage is refused by the RPC (-32602, a MALFORMED refusal), and the hash is the one
+        it answers with: nothing is decoded here."""
         resp = await self._call(self._server.send_transaction(signed_xdr))
-        tx_hash = resp.hash or self._local_hash(signed_xdr)
+        tx_hash = resp.hash
         status = {
             SendTransactionStatus.PENDING: "pending",
             SendTransactionStatus.DUPLICATE: "duplicate",
@@ -195,12 +193,6 @@ class ChainClient:
         return SubmitResult(
             status="error", tx_hash=tx_hash, reason=reason, detail=detail
         )
-
-    def _local_hash(self, signed_xdr: str) -> str:
-        try:
-            return envelope_hash(signed_xdr, self.network_passphrase)
-        except ValueError as exc:
-            raise ChainRefusal(FailureReason.MALFORMED, str(exc)) from exc
 
     async def transaction(self, tx_hash: str) -> TxStatus:
         resp = await self._call(self._server.get_transaction(tx_hash))

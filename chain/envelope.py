@@ -25,13 +25,19 @@ from stellar_sdk.exceptions import BadSignatureError
 
 # XDR of an unsigned v1 envelope: EnvelopeType ENVELOPE_TYPE_TX (2), the Transaction, and an empty
 # signature array. The network signs ENVELOPE_TYPE_TX followed by the same Transaction bytes.
-_ENVELOPE_TYPE_TX = (2).to_bytes(4, "big")
+ENVELOPE_TYPE_TX = sx.EnvelopeType.ENVELOPE_TYPE_TX.value.to_bytes(4, "big")
 _NO_SIGNATURES = (0).to_bytes(4, "big")
 
 
 @lru_cache(maxsize=16)
-def network_id(network_passphrase: str) -> bytes:
+def _network_id(network_passphrase: str) -> bytes:
     return Network(network_passphrase).network_id()
+
+
+def _transaction_hash(tx_bytes: bytes, network_passphrase: str) -> bytes:
+    """What the network signs and names a transaction by: network id, envelope type, the
+    Transaction's XDR."""
+    return hashlib.sha256(_network_id(network_passphrase) + ENVELOPE_TYPE_TX + tx_bytes).digest()
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,7 @@ class Envelope:
         return self.xdr.v1.signatures
 
     def hash(self, network_passphrase: str) -> bytes:
-        return hashlib.sha256(
-            network_id(network_passphrase) + _ENVELOPE_TYPE_TX + self.tx_bytes
-        ).digest()
+        return _transaction_hash(self.tx_bytes, network_passphrase)
 
     def signed_by(self, public_key: str, network_passphrase: str) -> bool:
         """True when one of the signatures is a valid ed25519 signature of `public_key`."""
@@ -100,24 +104,15 @@ def envelope_hash(xdr: str, network_passphrase: str) -> str:
     return decode_envelope(xdr).hash(network_passphrase).hex()
 
 
-def unsigned_envelope_hash(envelope: bytes, network_id: bytes) -> str:
+def unsigned_envelope_hash(envelope: bytes, network_passphrase: str) -> str:
     """Hash (hex) of an unsigned v1 envelope straight from its XDR bytes.
 
     The signature payload is `network_id || ENVELOPE_TYPE_TX || Transaction`, which is the
     envelope's own bytes without the empty signature array, so the builder that has just encoded
     the envelope gets its hash without encoding the transaction a second time."""
-    if envelope[:4] != _ENVELOPE_TYPE_TX or envelope[-4:] != _NO_SIGNATURES:
+    if envelope[:4] != ENVELOPE_TYPE_TX or envelope[-4:] != _NO_SIGNATURES:
         raise ValueError("not an unsigned v1 transaction envelope")
-    return hashlib.sha256(network_id + envelope[:-4]).hexdigest()
-
-
-def is_signed_by(xdr: str, public_key: str, network_passphrase: str) -> bool:
-    """True when one of the envelope's signatures is a valid ed25519 signature of `public_key`."""
-    try:
-        envelope = decode_envelope(xdr)
-        return envelope.signed_by(public_key, network_passphrase)
-    except ValueError:
-        return False
+    return _transaction_hash(envelope[4:-4], network_passphrase).hex()
 
 
 def sign_envelope(xdr: str, secret: str, network_passphrase: str) -> str:
@@ -129,7 +124,7 @@ def sign_envelope(xdr: str, secret: str, network_passphrase: str) -> str:
     if len(signatures) > 20:
         raise ValueError("an envelope holds at most 20 signatures")
     packed = b"".join(
-        [_ENVELOPE_TYPE_TX, envelope.tx_bytes, len(signatures).to_bytes(4, "big")]
+        [ENVELOPE_TYPE_TX, envelope.tx_bytes, len(signatures).to_bytes(4, "big")]
         + [s.to_xdr_bytes() for s in signatures]
     )
     return base64.b64encode(packed).decode()

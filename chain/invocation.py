@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from stellar_sdk import Address, MuxedAccount
 from stellar_sdk import xdr as sx
 
-_ENVELOPE_TYPE_TX = sx.EnvelopeType.ENVELOPE_TYPE_TX.value.to_bytes(4, "big")
+from chain.envelope import ENVELOPE_TYPE_TX
+
 _INVOKE_HOST_FUNCTION = sx.OperationType.INVOKE_HOST_FUNCTION.value.to_bytes(4, "big")
 _ABSENT = (0).to_bytes(4, "big")  # optional op source, MEMO_NONE, empty arrays, ext v0
 _ONE = (1).to_bytes(4, "big")
@@ -89,7 +90,7 @@ class Invocation:
         if not 0 <= fee < 2**32:
             raise ValueError(f"fee {fee} does not fit a transaction")
         seq = sequence.to_bytes(8, "big", signed=True)
-        return [_ENVELOPE_TYPE_TX, self.source, _u32(fee), seq, self.body]
+        return [ENVELOPE_TYPE_TX, self.source, _u32(fee), seq, self.body]
 
     def unprepared(self, *, sequence: int) -> bytes:
         """The envelope to simulate: base fee, no auth entries, no Soroban data, unsigned."""
