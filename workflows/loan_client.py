@@ -8,6 +8,7 @@ callers never depend on which Temporal call raised what.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -143,29 +144,25 @@ async def _signal_error(client: Client, loan_id: str, exc: RPCError) -> Exceptio
     return LoanClosed(f"loan {loan_id} is closed")
 
 
-async def signal_submitted(client: Client, loan_id: str, signal: Submitted) -> None:
+async def _signal(client: Client, loan_id: str, method: Any, signal: object) -> None:
+    """Send one of the loan's signals; an RPC failure becomes LoanNotFound / LoanClosed."""
     try:
-        await loan_handle(client, loan_id).signal(LoanWorkflow.submitted, signal)
+        await loan_handle(client, loan_id).signal(method, signal)
     except RPCError as exc:
         raise await _signal_error(client, loan_id, exc) from exc
+
+
+async def signal_submitted(client: Client, loan_id: str, signal: Submitted) -> None:
+    await _signal(client, loan_id, LoanWorkflow.submitted, signal)
 
 
 async def signal_cancel(client: Client, loan_id: str, signal: Cancel) -> None:
-    try:
-        await loan_handle(client, loan_id).signal(LoanWorkflow.cancel, signal)
-    except RPCError as exc:
-        raise await _signal_error(client, loan_id, exc) from exc
+    await _signal(client, loan_id, LoanWorkflow.cancel, signal)
 
 
 async def signal_settled(client: Client, loan_id: str, signal: Settled) -> None:
-    try:
-        await loan_handle(client, loan_id).signal(LoanWorkflow.settled, signal)
-    except RPCError as exc:
-        raise await _signal_error(client, loan_id, exc) from exc
+    await _signal(client, loan_id, LoanWorkflow.settled, signal)
 
 
 async def signal_settlement_failed(client: Client, loan_id: str, signal: SettlementFailed) -> None:
-    try:
-        await loan_handle(client, loan_id).signal(LoanWorkflow.settlement_failed, signal)
-    except RPCError as exc:
-        raise await _signal_error(client, loan_id, exc) from exc
+    await _signal(client, loan_id, LoanWorkflow.settlement_failed, signal)
