@@ -11,17 +11,20 @@ import httpx
 
 from core.money import to_stroops
 
+# One due date for the whole run: a body built from the clock would change between two requests
+# that straddle a second, and a replay of "the same" request would then read as a reused key.
+DUE_DATE = int(time.time()) + 30 * 86400
+
 
 def loan_body(pool_id: str, borrower: str, vendor: str, *, total: str = "100",
               guarantee: str = "20", **extra: Any) -> dict[str, Any]:
-    due = int(time.time()) + 30 * 86400
     return {
         "pool_id": pool_id,
         "borrower": borrower,
         "vendor": vendor,
         "total_amount": total,
         "guarantee_amount": guarantee,
-        "repayment_schedule": [{"amount": total, "due_date": due}],
+        "repayment_schedule": [{"amount": total, "due_date": DUE_DATE}],
         "loan_type": 0,
         **extra,
     }
