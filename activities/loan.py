@@ -118,10 +118,15 @@ class LoanActivities:
             )
         except ChainRefusal as refusal:
             return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
-        owner = await self._tx_index.claim_sequence(
-            funding.source,
-            funding.sequence,
-            request.loan_id,
+        owner = await self._tx_index.claim_funding(
+            TxRef(
+                tx_hash=funding.tx_hash,
+                loan_id=request.loan_id,
+                pool_id=request.pool_id,
+                expires_at=funding.max_time,
+            ),
+            account=funding.source,
+            sequence=funding.sequence,
             until=funding.max_time + self._settings.settlement_grace_seconds,
         )
         if owner != request.loan_id:
@@ -132,14 +137,6 @@ class LoanActivities:
                     f"{funding.sequence} until it settles or expires"
                 ),
             )
-        await self._tx_index.register(
-            TxRef(
-                tx_hash=funding.tx_hash,
-                loan_id=request.loan_id,
-                pool_id=request.pool_id,
-                expires_at=funding.max_time,
-            )
-        )
         return BuildOutcome(funding=funding)
 
     @activity.defn(name="loan.watch_submission")

@@ -24,12 +24,17 @@ from pydantic import BaseModel
 # Kept after the transaction's expiry so a watcher that was down for a while can still map it.
 _RETENTION_SECONDS = 7 * 24 * 3600
 
-# KEYS: the sequence key, the loan's back-reference; ARGV: loan id, expiry (Unix seconds).
-_CLAIM = """
+# KEYS: the sequence key, the loan's back-reference, the hash's entry; ARGV: loan id, claim
+# expiry (Unix seconds), the TxRef JSON, its retention (seconds). The hash is mapped only when the
+# sequence is (or already was) ours: a refused claim leaves nothing behind.
+_CLAIM_FUNDING = """
 local owner = redis.call('GET', KEYS[1])
-if owner then return owner end
-redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-redis.call('SET', KEYS[2], KEYS[1], 'EXAT', ARGV[2])
+if owner and owner ~= ARGV[1] then return owner end
+if not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+  redis.call('SET', KEYS[2], KEYS[1], 'EXAT', ARGV[2])
+end
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 return ARGV[1]
 """
 
@@ -60,7 +65,7 @@ class TxIndex:
         self._redis = redis
         self._prefix = prefix
         self._cursor_name = cursor_name
-        self._claim = redis.register_script(_CLAIM)
+        self._claim_funding = redis.register_script(_CLAIM_FUNDING)
         self._release_claim = redis.register_script(_RELEASE_CLAIM)
 
     def _tx_key(self, tx_hash: str) -> str:
@@ -74,18 +79,18 @@ class TxIndex:
     def _cursor_key(self) -> str:
         return f"{self._prefix}:{self._cursor_name}:cursor"
 
-    async def register(self, ref: TxRef) -> None:
-        """Map a funding hash to its loan (idempotent: same hash, same loan)."""
-        await self._redis.set(
-            self._tx_key(ref.tx_hash), ref.model_dump_json(), ex=_RETENTION_SECONDS
-        )
-
-    async def claim_sequence(self, account: str, sequence: int, loan_id: str, *, until: int) -> str:
-        """Claim `account`'s `sequence` for `loan_id` until Unix second `until`; returns the owner:
-        `loan_id` itself (new claim, or a repeat of ours) or the loan that holds it."""
-        owner = await self._claim(
-            keys=[f"{self._prefix}:seq:{account}:{sequence}", self._claim_of_key(loan_id)],
-            args=[loan_id, until],
+    async def claim_funding(self, ref: TxRef, *, account: str, sequence: int, until: int) -> str:
+        """Claim `account`'s `sequence` for `ref.loan_id` until Unix second `until` and, if the
+        claim is ours, map the funding hash to the loan, in one round trip. Returns the owner:
+        the loan itself (new claim, or a repeat of ours: idempotent) or the loan that holds the
+        sequence, in which case the hash stays unmapped."""
+        owner = await self._claim_funding(
+            keys=[
+                f"{self._prefix}:seq:{account}:{sequence}",
+                self._claim_of_key(ref.loan_id),
+                self._tx_key(ref.tx_hash),
+            ],
+            args=[ref.loan_id, until, ref.model_dump_json(), _RETENTION_SECONDS],
         )
         return _text(owner)
 
