@@ -11,12 +11,15 @@ the workflow commits.
 A warm-up round (24 loans, then 24 bare workflows, 4 borrowers) runs first and is not
 reported, so no level pays for the processes' imports and first-use caches.
 
-Then, in the same run, the same N borrowers drive BareWorkflow (bench/bare.py): the same
-Temporal shape with no-op activities: the engine's floor on this machine.
+In the same run, the same N borrowers drive BareWorkflow (bench/bare.py): the same Temporal
+shape with no-op activities: the engine's floor on this machine. Each N alternates loan and bare
+rounds (`--rounds`, default 2, each a share of the pool) so that both kinds run under the same
+drift of the shared machine's speed; the last loan round drains the pool. Each kind's figures
+add up its rounds (time counts the borrowing phases only).
 
 Figures per N:
-- loans/s: offers signed and submitted per second of the borrowing phase (first request to last
-  submission); bare/s likewise for the bare workflow (open + its one signal).
+- loans/s: offers signed and submitted per second of the borrowing phases (first request to last
+  submission of each round); bare/s likewise for the bare workflow (open + its one signal).
 - time-to-XDR p50/p99: latency of the update-with-start call that returns the XDR (bare: offer).
 - settle->commit p50/p99: from the first sight of the settlement's ledger (a 25 ms ledger poller)
   to the workflow's result; bare: from its signal to its result.
@@ -62,6 +65,7 @@ from core.models import (
     LoanTerms,
     OpenLoan,
 )
+from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
 from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
@@ -162,12 +166,25 @@ class RunResult:
     xdr_ms: list[float] = field(default_factory=list)
     settle_ms: list[float] = field(default_factory=list)
     not_completed: int = 0
-    overcommits: int = 0
+    overcommits: int = 0  # set by audit() once all rounds of a level are done
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, whole run
+    submitted: list[str] = field(default_factory=list)  # funding tx hashes (loans only)
 
     @property
     def per_s(self) -> float:
         return self.offers / self.seconds if self.seconds else 0.0
+
+    def absorb(self, other: RunResult) -> None:
+        """Add another round of the same kind and N to this one."""
+        self.offers += other.offers
+        self.refusals += other.refusals
+        self.seconds += other.seconds
+        self.xdr_ms += other.xdr_ms
+        self.settle_ms += other.settle_ms
+        self.not_completed += other.not_completed
+        self.submitted += other.submitted
+        for name, seconds in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + seconds
 
 
 def terms(borrower: str, vendor: str) -> LoanTerms:
@@ -203,19 +220,22 @@ async def prepare_pool(settings: Settings, ledger: Ledger, chain: ChainClient, l
     return pool
 
 
-async def run_loans(stack: Stack, pool: Any, concurrency: int, loans: int) -> RunResult:
+async def run_loans(
+    stack: Stack, pool: Any, concurrency: int, loans: int, *, drain: bool
+) -> RunResult:
+    """`loans` borrowers' loans against `pool`; with `drain`, N more borrowers than that, so the
+    round ends when the pool refuses them (the pool holds exactly what all rounds take)."""
     s = stack.settings
     accounts: list[Keypair] = list(
         await asyncio.gather(
             *(
                 new_funded_keypair(s.rpc_url, token_id=pool.token_id, token_amount=FUNDED)
-                for _ in range(loans + concurrency)
+                for _ in range(loans + (concurrency if drain else 0))
             )
         )
     )
     vendor = (await new_funded_keypair(s.rpc_url)).public_key
     result = RunResult("loan", concurrency)
-    submitted: list[tuple[str, str]] = []  # (loan_id, tx_hash)
     trackers: list[asyncio.Task[None]] = []
 
     async def track(loan_id: str) -> None:
@@ -254,7 +274,7 @@ async def run_loans(stack: Stack, pool: Any, concurrency: int, loans: int) -> Ru
                 sign_envelope(offer.funding.xdr, kp.secret, s.network_passphrase)
             )
             result.offers += 1
-            submitted.append((loan_id, sent.tx_hash))
+            result.submitted.append(sent.tx_hash)
             trackers.append(asyncio.create_task(track(loan_id)))
 
     stack.meter.start()
@@ -264,14 +284,19 @@ async def run_loans(stack: Stack, pool: Any, concurrency: int, loans: int) -> Ru
     await asyncio.wait_for(asyncio.gather(*trackers), timeout=120)
     result.cpu = stack.meter.stop()
 
-    # Over-commit audit: chain failures for lack of liquidity, ledger and chain figures.
-    statuses = await asyncio.gather(*(stack.chain.transaction(h) for _, h in submitted))
-    result.overcommits += sum(1 for st in statuses if st.reason == "insufficient_liquidity")
+    return result
+
+
+async def audit(stack: Stack, pool: Any, loan: RunResult, liquidity: int) -> int:
+    """Over-commits of all rounds against one pool: chain failures for lack of liquidity, and
+    ledger and chain figures."""
+    statuses = await asyncio.gather(*(stack.chain.transaction(h) for h in loan.submitted))
+    found = sum(1 for st in statuses if st.reason == "insufficient_liquidity")
     status = await stack.ledger.status(pool.pool_id)
     stats = await stack.chain.pool_stats(pool.pool_id)
-    result.overcommits += int(status.overcommit > 0)
-    result.overcommits += int(stats.locked_liquidity > loans * FUNDED)
-    return result
+    found += int(status.overcommit > 0)
+    found += int(stats.locked_liquidity > liquidity)
+    return found
 
 
 async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
@@ -356,6 +381,12 @@ async def main() -> None:
     parser.add_argument(
         "--loans", type=int, default=None, help="loans per pool (default: max(256, 32 N))"
     )
+    # The machine's speed drifts by 10-15 % from one minute to the next (other tenants), so each
+    # N alternates loan and bare rounds instead of running one kind after the other: both kinds
+    # see the same drift.
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating loan/bare rounds per N (default 2)"
+    )
     parser.add_argument("--ledger-interval", type=float, default=0.5)
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
@@ -407,11 +438,15 @@ async def main() -> None:
         )
         # Not measured: the worker and watcher import, the sandbox and pydantic build their
         # caches, the server warms up; otherwise the first level pays for the whole stack's start.
-        await run_loans(stack, warmup_pool, WARMUP_CONCURRENCY, WARMUP_LOANS)
+        await run_loans(stack, warmup_pool, WARMUP_CONCURRENCY, WARMUP_LOANS, drain=True)
         await run_bare(stack, WARMUP_CONCURRENCY, WARMUP_LOANS)
         for n, pool, size in zip(levels, pools, sizes, strict=True):
-            loan = await run_loans(stack, pool, n, size)
-            bare = await run_bare(stack, n, size)
+            loan, bare = RunResult("loan", n), RunResult("bare", n)
+            chunks = [size // args.rounds + (i < size % args.rounds) for i in range(args.rounds)]
+            for i, chunk in enumerate(chunks):
+                loan.absorb(await run_loans(stack, pool, n, chunk, drain=i == len(chunks) - 1))
+                bare.absorb(await run_bare(stack, n, chunk))
+            loan.overcommits = await audit(stack, pool, loan, size * FUNDED)
             results.append((loan, bare))
     finally:
         await clock.stop()
@@ -427,7 +462,7 @@ async def main() -> None:
     print(
         "loans per pool "
         + ", ".join(f"N={n}: {size}" for n, size in zip(levels, sizes, strict=True))
-        + f", ledger close {args.ledger_interval}s, "
+        + f", in {args.rounds} alternating rounds, ledger close {args.ledger_interval}s, "
         f"{os.cpu_count()} cores; latencies in ms"
     )
     print(
@@ -470,3 +505,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_skipping_teardown(0)

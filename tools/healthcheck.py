@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
+from core.process_exit import exit_skipping_teardown
 from core.settings import get_settings
 from liquidity.connection import connect_redis
 from workflows.loan_client import connect
@@ -61,4 +62,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_skipping_teardown(main(sys.argv[1:]))

@@ -17,6 +17,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 
+from core.process_exit import exit_skipping_teardown
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
 
 
@@ -62,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_skipping_teardown(main())

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import redis as redis_sync
 
+from core.process_exit import exit_skipping_teardown
 from tools.procs import Child, Supervisor, free_port, tcp_open
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,4 +350,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_skipping_teardown(main())
