@@ -270,8 +270,11 @@ async def run_loans(
                 result.refusals += 1
                 return
             result.xdr_ms.append((time.perf_counter() - t0) * 1000)
+            funding = offer.funding  # a wallet signs the transaction it was told the hash of
             sent = await stack.chain.submit(
-                sign_envelope(offer.funding.xdr, kp.secret, s.network_passphrase)
+                sign_envelope(
+                    funding.xdr, kp.secret, s.network_passphrase, expected_hash=funding.tx_hash
+                )
             )
             result.offers += 1
             result.submitted.append(sent.tx_hash)

@@ -82,13 +82,18 @@ def _signature_array_size(signatures: list[sx.DecoratedSignature]) -> int:
     return 4 + sum(4 + 4 + (len(s.signature.signature) + 3) // 4 * 4 for s in signatures)
 
 
-def decode_envelope(xdr: str) -> Envelope:
-    """Decode a base64 v1 envelope; ValueError for anything else."""
+def _b64decode(xdr: str) -> bytes:
     try:
-        raw = base64.b64decode(xdr, validate=True)
-        envelope = sx.TransactionEnvelope.from_xdr_bytes(raw)
+        return base64.b64decode(xdr, validate=True)
     except binascii.Error as exc:
         raise ValueError(f"not base64: {exc}") from exc
+
+
+def decode_envelope(xdr: str) -> Envelope:
+    """Decode a base64 v1 envelope; ValueError for anything else."""
+    raw = _b64decode(xdr)
+    try:
+        envelope = sx.TransactionEnvelope.from_xdr_bytes(raw)
     except Exception as exc:  # the XDR library raises a zoo of types on garbage
         raise ValueError(f"not a transaction envelope: {exc}") from exc
     if envelope.type != sx.EnvelopeType.ENVELOPE_TYPE_TX or envelope.v1 is None:
@@ -115,12 +120,30 @@ def unsigned_envelope_hash(envelope: bytes, network_passphrase: str) -> str:
     return _transaction_hash(envelope[4:-4], network_passphrase).hex()
 
 
-def sign_envelope(xdr: str, secret: str, network_passphrase: str) -> str:
-    """Sign as the holder of `secret` would in a wallet; returns the signed envelope XDR."""
-    envelope = decode_envelope(xdr)
+def sign_envelope(
+    xdr: str, secret: str, network_passphrase: str, *, expected_hash: str | None = None
+) -> str:
+    """Sign as the holder of `secret` would in a wallet; returns the signed envelope XDR.
+
+    With `expected_hash` (the hash the saga handed out with the XDR) the wallet signs only that
+    transaction: anything else is a ValueError. An unsigned envelope is then signed without
+    decoding it: its bytes hash to that value only when they are exactly ENVELOPE_TYPE_TX, that
+    Transaction and an empty signature array (sha256 is collision-resistant), so the check costs
+    a hash instead of an XDR decode (about a third of a millisecond for a funding envelope)."""
     keypair = Keypair.from_secret(secret)
-    signed = keypair.sign_decorated(envelope.hash(network_passphrase)).to_xdr_object()
-    signatures = [*envelope.signatures, signed]
+    if expected_hash is not None:
+        raw = _b64decode(xdr)
+        if raw[-4:] == _NO_SIGNATURES and raw[:4] == ENVELOPE_TYPE_TX:
+            tx_hash = _transaction_hash(raw[4:-4], network_passphrase)
+            if tx_hash.hex() == expected_hash:
+                signed = keypair.sign_decorated(tx_hash).to_xdr_object().to_xdr_bytes()
+                packed = raw[:-4] + (1).to_bytes(4, "big") + signed
+                return base64.b64encode(packed).decode()
+    envelope = decode_envelope(xdr)
+    tx_hash = envelope.hash(network_passphrase)
+    if expected_hash is not None and tx_hash.hex() != expected_hash:
+        raise ValueError(f"the envelope is transaction {tx_hash.hex()}, not {expected_hash}")
+    signatures = [*envelope.signatures, keypair.sign_decorated(tx_hash).to_xdr_object()]
     if len(signatures) > 20:
         raise ValueError("an envelope holds at most 20 signatures")
     packed = b"".join(

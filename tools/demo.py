@@ -106,7 +106,8 @@ class Demo:
 
     async def submit(self, row: dict[str, Any]) -> None:
         funding = row["reply"]["funding"]
-        signed = sign_envelope(funding["xdr"], row["borrower"]["secret"], self.passphrase)
+        signed = sign_envelope(funding["xdr"], row["borrower"]["secret"], self.passphrase,
+                               expected_hash=funding["tx_hash"])
         resp = await self.http.post(f"/v1/loans/{row['reply']['loan_id']}/submit",
                                     json={"signed_xdr": signed})
         say(f"  {row['label']}: signed by the borrower, relayed -> {resp.status_code} "

@@ -67,3 +67,27 @@ def test_hash_from_unsigned_envelope_bytes_matches_the_network_hash() -> None:
     signed = base64.b64decode(sign_envelope(xdr, Keypair.random().secret, PASSPHRASE))
     with pytest.raises(ValueError):
         unsigned_envelope_hash(signed, PASSPHRASE)  # a signed envelope is not hashed this way
+
+
+def test_signing_against_the_handed_out_hash_is_the_wallet_signature() -> None:
+    """The fast path (no decode) must produce the very envelope the decoding path produces, and a
+    wallet told the hash must refuse any other transaction."""
+    borrower = Keypair.random()
+    xdr = _unsigned(borrower)
+    tx_hash = envelope_hash(xdr, PASSPHRASE)
+    signed = sign_envelope(xdr, borrower.secret, PASSPHRASE, expected_hash=tx_hash)
+    assert signed == sign_envelope(xdr, borrower.secret, PASSPHRASE)
+    assert _signed_by(signed, borrower.public_key)
+
+    cosigner = Keypair.random()  # an already signed envelope goes through the decoding path
+    both = sign_envelope(signed, cosigner.secret, PASSPHRASE, expected_hash=tx_hash)
+    assert both == sign_envelope(signed, cosigner.secret, PASSPHRASE)
+    assert _signed_by(both, borrower.public_key) and _signed_by(both, cosigner.public_key)
+
+    other = _unsigned(Keypair.random())
+    for envelope in (other, sign_envelope(other, borrower.secret, PASSPHRASE)):
+        with pytest.raises(ValueError, match="not " + tx_hash):
+            sign_envelope(envelope, borrower.secret, PASSPHRASE, expected_hash=tx_hash)
+    with pytest.raises(ValueError):
+        sign_envelope(xdr, borrower.secret, "Test SDF Network ; September 2015",
+                      expected_hash=tx_hash)  # the same bytes are another transaction there
