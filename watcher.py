@@ -32,6 +32,7 @@ from temporalio.client import Client
 from chain.client import ChainClient
 from chain.rpc_limits import MAX_EVENT_CONTRACTS
 from chain.types import ChainEvent
+from core.heap import freeze_startup_heap
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
 from liquidity.connection import connect_redis
@@ -318,6 +319,7 @@ async def main() -> None:
             ),
         )
         log.info("watching %d pools", len(settings.pools))
+        freeze_startup_heap()
         await watcher.run(stop)
     finally:
         await chain.close()

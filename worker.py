@@ -25,6 +25,7 @@ from temporalio.worker import Worker
 from activities.loan import LoanActivities
 from activities.reconcile import ReconcileActivities
 from chain.client import ChainClient
+from core.heap import freeze_startup_heap
 from core.settings import Settings, get_settings
 from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
@@ -128,6 +129,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await ensure_schedules(client, deps)
         worker = build_worker(client, deps)
         async with worker:
+            freeze_startup_heap()
             log.info("worker polling task queue %s", settings.task_queue)
             await stop.wait()
             log.info("shutting down")

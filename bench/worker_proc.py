@@ -9,6 +9,7 @@ import asyncio
 import signal
 
 from bench.bare import BareWorkflow, noop
+from core.heap import freeze_startup_heap
 from core.settings import get_settings
 from worker import build_worker, open_deps
 from workflows.loan_client import connect
@@ -24,6 +25,7 @@ async def main() -> None:
     async with open_deps(settings) as deps:
         worker = build_worker(client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop])
         async with worker:
+            freeze_startup_heap()  # as worker.serve does
             await stop.wait()
 
 

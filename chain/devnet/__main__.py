@@ -9,6 +9,7 @@ from aiohttp import web
 
 from chain.devnet.ledger import Chain
 from chain.devnet.rpc import DevnetServer
+from core.heap import freeze_startup_heap
 from core.settings import get_settings
 
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         f"devnet: Soroban RPC on http://{args.host}:{args.port}/ passphrase={passphrase!r}",
         flush=True,
     )
+    freeze_startup_heap()
     web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)
 
 
