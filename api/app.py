@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.routes import admin, health, loans, pools, reconciliation
-from core.heap import freeze_startup_heap
 from core.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -26,7 +25,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings or get_settings())
         app.state.services = services
-        freeze_startup_heap()
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""Garbage-collector tuning for the long-running processes (worker, watcher, API, devnet)."""
+"""Garbage-collector tuning for the saga's long-running processes (worker, watcher, devnet)."""
 
 from __future__ import annotations
 
