@@ -91,7 +91,10 @@ def _b64decode(xdr: str) -> bytes:
 
 def decode_envelope(xdr: str) -> Envelope:
     """Decode a base64 v1 envelope; ValueError for anything else."""
-    raw = _b64decode(xdr)
+    return _decode_raw(_b64decode(xdr))
+
+
+def _decode_raw(raw: bytes) -> Envelope:
     try:
         envelope = sx.TransactionEnvelope.from_xdr_bytes(raw)
     except Exception as exc:  # the XDR library raises a zoo of types on garbage
@@ -115,9 +118,13 @@ def unsigned_envelope_hash(envelope: bytes, network_passphrase: str) -> str:
     The signature payload is `network_id || ENVELOPE_TYPE_TX || Transaction`, which is the
     envelope's own bytes without the empty signature array, so the builder that has just encoded
     the envelope gets its hash without encoding the transaction a second time."""
+    return _unsigned_tx_hash(envelope, network_passphrase).hex()
+
+
+def _unsigned_tx_hash(envelope: bytes, network_passphrase: str) -> bytes:
     if envelope[:4] != ENVELOPE_TYPE_TX or envelope[-4:] != _NO_SIGNATURES:
         raise ValueError("not an unsigned v1 transaction envelope")
-    return _transaction_hash(envelope[4:-4], network_passphrase).hex()
+    return _transaction_hash(envelope[4:-4], network_passphrase)
 
 
 def sign_envelope(
@@ -131,15 +138,17 @@ def sign_envelope(
     Transaction and an empty signature array (sha256 is collision-resistant), so the check costs
     a hash instead of an XDR decode (about a third of a millisecond for a funding envelope)."""
     keypair = Keypair.from_secret(secret)
+    raw = _b64decode(xdr)
     if expected_hash is not None:
-        raw = _b64decode(xdr)
-        if raw[-4:] == _NO_SIGNATURES and raw[:4] == ENVELOPE_TYPE_TX:
-            tx_hash = _transaction_hash(raw[4:-4], network_passphrase)
-            if tx_hash.hex() == expected_hash:
-                signed = keypair.sign_decorated(tx_hash).to_xdr_object().to_xdr_bytes()
-                packed = raw[:-4] + (1).to_bytes(4, "big") + signed
-                return base64.b64encode(packed).decode()
-    envelope = decode_envelope(xdr)
+        try:
+            unsigned_hash: bytes | None = _unsigned_tx_hash(raw, network_passphrase)
+        except ValueError:
+            unsigned_hash = None  # signed already: decoded below
+        if unsigned_hash is not None and unsigned_hash.hex() == expected_hash:
+            signed = keypair.sign_decorated(unsigned_hash).to_xdr_object().to_xdr_bytes()
+            packed = raw[:-4] + (1).to_bytes(4, "big") + signed
+            return base64.b64encode(packed).decode()
+    envelope = _decode_raw(raw)
     tx_hash = envelope.hash(network_passphrase)
     if expected_hash is not None and tx_hash.hex() != expected_hash:
         raise ValueError(f"the envelope is transaction {tx_hash.hex()}, not {expected_hash}")
