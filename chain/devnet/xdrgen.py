@@ -48,26 +48,13 @@ def tx_result(
     )
 
 
-def contract_id_hash(contract_id: str) -> sx.ContractID:
-    return addresses.contract_id(contract_id)
-
-
-def contract_event(record: ContractEventRecord) -> sx.ContractEvent:
-    return sx.ContractEvent(
-        ext=sx.ExtensionPoint(0),
-        contract_id=contract_id_hash(record.contract_id),
-        type=sx.ContractEventType.CONTRACT,
-        body=sx.ContractEventBody(0, v0=sx.ContractEventV0(record.topics, record.data)),
-    )
-
-
 def error_diagnostic(err: HostError) -> sx.DiagnosticEvent:
     """The `[error, Error(..)]` diagnostic event the host emits when an invocation fails."""
     topics = [scval.to_symbol("error"), err.to_scval()]
     data = scval.to_string(err.message or err.rendered)
     event = sx.ContractEvent(
         ext=sx.ExtensionPoint(0),
-        contract_id=contract_id_hash(err.contract) if err.contract else None,
+        contract_id=addresses.contract_id(err.contract) if err.contract else None,
         type=sx.ContractEventType.DIAGNOSTIC,
         body=sx.ContractEventBody(0, v0=sx.ContractEventV0(topics, data)),
     )
@@ -96,7 +83,7 @@ class PackedEvent:
 
 
 def pack_event(record: ContractEventRecord) -> PackedEvent:
-    """`contract_event(record)`, encoded; its bytes are those of the ContractEvent struct:
+    """The record as an encoded ContractEvent:
     ext v0, contractID present (32-byte hash), type, body v0 with topics<> and data."""
     topics = [t.to_xdr_bytes() for t in record.topics]
     data = record.data.to_xdr_bytes()
@@ -119,8 +106,8 @@ _VOID = scval.to_void().to_xdr_bytes()
 
 
 def tx_meta_xdr(events: list[bytes], return_value: bytes | None, diagnostics: list[bytes]) -> bytes:
-    """`tx_meta(...).to_xdr_bytes()` from events, return value and diagnostic events already
-    in XDR, so what getTransaction also serves one by one is encoded once."""
+    """TransactionMeta v3 from events, return value and diagnostic events already in XDR, so
+    what getTransaction also serves one by one is encoded once."""
     return b"".join(
         [
             _META_HEAD,
@@ -131,27 +118,6 @@ def tx_meta_xdr(events: list[bytes], return_value: bytes | None, diagnostics: li
             *diagnostics,
         ]
     )
-
-
-def tx_meta(
-    events: list[ContractEventRecord],
-    return_value: sx.SCVal | None,
-    diagnostics: list[sx.DiagnosticEvent],
-) -> sx.TransactionMeta:
-    soroban = sx.SorobanTransactionMeta(
-        ext=sx.SorobanTransactionMetaExt(0),
-        events=[contract_event(e) for e in events],
-        return_value=return_value if return_value is not None else scval.to_void(),
-        diagnostic_events=diagnostics,
-    )
-    v3 = sx.TransactionMetaV3(
-        ext=sx.ExtensionPoint(0),
-        tx_changes_before=sx.LedgerEntryChanges([]),
-        operations=[sx.OperationMeta(sx.LedgerEntryChanges([]))],
-        tx_changes_after=sx.LedgerEntryChanges([]),
-        soroban_meta=soroban,
-    )
-    return sx.TransactionMeta(3, v3=v3)
 
 
 # -- ledger keys & entries --------------------------------------------------------------------
