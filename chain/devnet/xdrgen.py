@@ -168,13 +168,6 @@ def slot_ledger_key_xdr(contract_id: str, key: StorageKey) -> bytes:
     return slot_ledger_key(contract_id, key).to_xdr_bytes()
 
 
-def account_ledger_key(account_id: str) -> sx.LedgerKey:
-    return sx.LedgerKey(
-        sx.LedgerEntryType.ACCOUNT,
-        account=sx.LedgerKeyAccount(addresses.account_id(account_id)),
-    )
-
-
 def account_entry(account_id: str, balance: int, seq: int) -> sx.LedgerEntryData:
     entry = sx.AccountEntry(
         account_id=addresses.account_id(account_id),
