@@ -12,6 +12,13 @@ funding event the pool's ledger snapshot is refreshed from `get_pool_stats` (nev
 only the reconciler may make an unknown pool known again). RPC or Redis errors back off
 exponentially; a restart resumes from the cursor.
 
+The RPC serves only recent history (24 h by default). A watcher that was down for longer resumes
+from the oldest ledger the RPC still serves and logs the ledgers it could not read, instead of
+asking for them forever. The loans of that gap did not depend on it: each asks the chain
+(getTransaction) before it releases at expiry, and the reconciler checks every open reservation's
+funding transaction, both long before the RPC forgets it (a hold lasts minutes, the RPC keeps a
+day).
+
 `settings.pools` is re-read on every pass, so pools added to a shared Settings at runtime (tests)
 are followed from the next pass on.
 """
@@ -30,6 +37,7 @@ from typing import Any
 from temporalio.client import Client
 
 from chain.client import ChainClient
+from chain.errors import ChainRefusal
 from chain.rpc_limits import MAX_EVENT_CONTRACTS
 from chain.types import ChainEvent
 from core.heap import freeze_startup_heap
@@ -77,6 +85,7 @@ class SettlementWatcher:
         self.max_backoff = max_backoff
         self._start_window = start_window_ledgers
         self.signals_sent = 0
+        self.ledgers_skipped = 0  # ledgers the RPC no longer served when this watcher got there
         self._dirty: set[str] = set()  # pools whose snapshot must be refreshed
         self._lease = lease
         self._active: bool | None = None
@@ -145,9 +154,25 @@ class SettlementWatcher:
             start = int(handled) + 1
         if start > latest:
             return latest  # no ledger closed since the last pass
-        drained = min([await self._drain(group, pools, start) for group in contract_groups(pools)])
+        try:
+            drained = await self._drain_groups(pools, start)
+        except ChainRefusal:
+            oldest, _ = await self._chain.history_window()
+            if start >= oldest:
+                raise  # refused for another reason: back off and retry, like any RPC trouble
+            log.warning(
+                "the RPC no longer serves the events of ledgers %d..%d (it keeps %d onwards): "
+                "resuming from ledger %d; loans settled in them are found by their own check "
+                "at expiry and by the reconciler",
+                start, oldest - 1, oldest, oldest,
+            )
+            self.ledgers_skipped += oldest - start
+            drained = await self._drain_groups(pools, oldest)
         await self._tx_index.set_cursor(str(drained))
         return drained
+
+    async def _drain_groups(self, pools: dict[str, str], start: int) -> int:
+        return min([await self._drain(group, pools, start) for group in contract_groups(pools)])
 
     async def _drain(self, contract_ids: list[str], pools: dict[str, str], start: int) -> int:
         """Every event of these contracts from ledger `start`; returns the ledger drained to."""

@@ -112,6 +112,12 @@ class ChainClient:
     async def latest_ledger(self) -> int:
         return (await self._call(self._server.get_latest_ledger())).sequence
 
+    async def history_window(self) -> tuple[int, int]:
+        """(oldest, latest): the ledgers whose events and transaction results the RPC still
+        serves. Soroban RPC forgets history older than its retention window (24 h by default)."""
+        health = await self._call(self._server.get_health())
+        return health.oldest_ledger, health.latest_ledger
+
     # -- building ------------------------------------------------------------------------------
     async def build_funding_tx(
         self, creditline_id: str, terms: LoanTerms, *, max_time: int

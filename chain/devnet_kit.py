@@ -81,8 +81,10 @@ def start_devnet(
     port: int | None = None,
     startup_timeout: float = 20,
     log_path: str | None = None,
+    retention_ledgers: int | None = None,
 ) -> DevnetProcess:
-    """Start a devnet on a free 127.0.0.1 port and wait until GET /health answers."""
+    """Start a devnet on a free 127.0.0.1 port and wait until GET /health answers.
+    `retention_ledgers`: how many recent ledgers of history it serves (default: Soroban RPC's)."""
     from core.settings import get_settings
 
     phrase = passphrase or get_settings().network_passphrase
@@ -101,6 +103,7 @@ def start_devnet(
                 str(ledger_interval),
                 "--passphrase",
                 phrase,
+                *(["--retention-ledgers", str(retention_ledgers)] if retention_ledgers else []),
             ],
             stdout=log,
             stderr=log,

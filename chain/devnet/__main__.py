@@ -1,4 +1,5 @@
-"""`python -m chain.devnet --port N [--host H] [--ledger-interval S] [--passphrase P]`."""
+"""`python -m chain.devnet --port N [--host H] [--ledger-interval S] [--passphrase P]
+[--retention-ledgers L]`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from chain.devnet.ledger import Chain
+from chain.devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
 from chain.devnet.rpc import DevnetServer
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
@@ -29,10 +30,17 @@ def main(argv: list[str] | None = None) -> None:
         help="network passphrase (default: settings.network_passphrase)",
     )
     parser.add_argument("--base-fee", type=int, default=100)
+    parser.add_argument(
+        "--retention-ledgers",
+        type=int,
+        default=DEFAULT_RETENTION_LEDGERS,
+        help="ledgers of events and transaction results served, like Soroban RPC's "
+        f"history retention window (default {DEFAULT_RETENTION_LEDGERS})",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devnet %(message)s")
     passphrase = args.passphrase or get_settings().network_passphrase
-    chain = Chain(passphrase, base_fee=args.base_fee)
+    chain = Chain(passphrase, base_fee=args.base_fee, retention_ledgers=args.retention_ledgers)
     server = DevnetServer(
         chain, ledger_interval=args.ledger_interval, public_url=f"http://{args.host}:{args.port}"
     )

@@ -10,6 +10,7 @@ import bisect
 import hashlib
 import itertools
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -173,10 +174,26 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
         raise RpcError(-32602, f"invalid cursor {cursor!r}") from exc
 
 
+# Soroban RPC's default history retention: 24 hours of 5-second ledgers.
+DEFAULT_RETENTION_LEDGERS = 17280
+
+
 class Chain:
-    def __init__(self, passphrase: str, *, base_fee: int = 100) -> None:
+    def __init__(
+        self,
+        passphrase: str,
+        *,
+        base_fee: int = 100,
+        retention_ledgers: int = DEFAULT_RETENTION_LEDGERS,
+    ) -> None:
+        """`retention_ledgers`: like Soroban RPC, events and transaction results are served
+        for the most recent ledgers only; older ones are forgotten (getEvents refuses a
+        startLedger before them, getTransaction answers NOT_FOUND)."""
+        if retention_ledgers < 1:
+            raise ValueError("retention_ledgers must be at least 1")
         self.passphrase = passphrase
         self.base_fee = base_fee
+        self.retention = retention_ledgers
         self.accounts: dict[str, Account] = {}
         self.data: dict[Slot, Any] = {}  # committed contract storage
         self.modified: dict[Slot, int] = {}
@@ -190,6 +207,8 @@ class Chain:
         self.prev_hash = bytes(32)
         self._deploy_nonce = 0
         self.genesis_time = self.close_time
+        self._close_times: dict[int, int] = {1: self.close_time}
+        self._applied: deque[tuple[int, str]] = deque()  # (ledger, tx hash), oldest first
 
     # -- views ---------------------------------------------------------------------------------
     def header_xdr(self) -> str:
@@ -205,12 +224,17 @@ class Chain:
             "metadataXdr": "",
         }
 
+    @property
+    def oldest(self) -> int:
+        """The oldest ledger whose events and transactions are still served."""
+        return max(1, self.latest - self.retention + 1)
+
     def window(self) -> dict[str, Any]:
         return {
             "latestLedger": self.latest,
             "latestLedgerCloseTime": str(self.close_time),
-            "oldestLedger": 1,
-            "oldestLedgerCloseTime": str(self.genesis_time),
+            "oldestLedger": self.oldest,
+            "oldestLedgerCloseTime": str(self._close_times.get(self.oldest, self.genesis_time)),
         }
 
     # -- devnet admin ------------------------------------------------------------------------------
@@ -474,7 +498,18 @@ class Chain:
         self.prev_hash = self.ledger_hash
         self.ledger_hash = hashlib.sha256(self.prev_hash + seq.to_bytes(8, "big")).digest()
         self.latest, self.close_time = seq, close_time
+        self._close_times[seq] = close_time
+        self._forget_history()
         return seq
+
+    def _forget_history(self) -> None:
+        """Drop what falls out of the retention window (events are kept in ledger order)."""
+        oldest = self.oldest
+        cut = bisect.bisect_left(self.events, oldest, key=lambda ev: ev.ledger)
+        del self.events[:cut]
+        while self._applied and self._applied[0][0] < oldest:
+            self.txs.pop(self._applied.popleft()[1], None)
+        self._close_times.pop(oldest - 1, None)  # ledgers close one at a time
 
     def _finish(
         self,
@@ -496,6 +531,7 @@ class Chain:
         rec.result_xdr, rec.meta_xdr = result.to_xdr(), _b64(meta)
         rec.diagnostic_events = [_b64(d) for d in diagnostics]
         self.txs[rec.hash] = rec
+        self._applied.append((seq, rec.hash))
 
     def _apply(
         self, pending: Pending, seq: int, close_time: int, closed_at: str, order: int
@@ -619,11 +655,11 @@ class Chain:
                 raise RpcError(-32602, "startLedger and cursor cannot both be set")
             after = parse_cursor(cursor)
         elif start:
-            if not isinstance(start, int) or start < 1 or start > self.latest:
+            if not isinstance(start, int) or start < self.oldest or start > self.latest:
                 raise RpcError(
                     -32600,
-                    f"startLedger must be between the oldest ledger: 1 and the latest ledger: "
-                    f"{self.latest}",
+                    f"startLedger must be between the oldest ledger: {self.oldest} and the "
+                    f"latest ledger: {self.latest}",
                 )
             after = (toid(start, 0, 0), -1)
         else:

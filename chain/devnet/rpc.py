@@ -55,8 +55,8 @@ class DevnetServer:
         return {
             "status": "healthy",
             "latestLedger": self.chain.latest,
-            "oldestLedger": 1,
-            "ledgerRetentionWindow": 17280,
+            "oldestLedger": self.chain.oldest,
+            "ledgerRetentionWindow": self.chain.retention,
         }
 
     def get_network(self, _: Params) -> dict[str, Any]:
