@@ -160,16 +160,20 @@ class SettlementWatcher:
             oldest, _ = await self._chain.history_window()
             if start >= oldest:
                 raise  # refused for another reason: back off and retry, like any RPC trouble
-            log.warning(
-                "the RPC no longer serves the events of ledgers %d..%d (it keeps %d onwards): "
-                "resuming from ledger %d; loans settled in them are found by their own check "
-                "at expiry and by the reconciler",
-                start, oldest - 1, oldest, oldest,
-            )
-            self.ledgers_skipped += oldest - start
+            if handled is not None:  # a first start's look-back is merely shorter
+                self._report_gap(start, oldest)
             drained = await self._drain_groups(pools, oldest)
         await self._tx_index.set_cursor(str(drained))
         return drained
+
+    def _report_gap(self, start: int, oldest: int) -> None:
+        log.warning(
+            "the RPC no longer serves the events of ledgers %d..%d (it keeps %d onwards): "
+            "resuming from ledger %d; loans settled in them are found by their own check at "
+            "expiry and by the reconciler",
+            start, oldest - 1, oldest, oldest,
+        )
+        self.ledgers_skipped += oldest - start
 
     async def _drain_groups(self, pools: dict[str, str], start: int) -> int:
         return min([await self._drain(group, pools, start) for group in contract_groups(pools)])
