@@ -13,12 +13,13 @@ from stellar_sdk import xdr as sx
 
 from chain import decode
 from chain.client import ChainClient
-from chain.devnet_kit import DevnetProcess, devnet_call, start_devnet, wait_for_tx
+from chain.devnet_kit import DevnetProcess, devnet_call, wait_for_tx
 from chain.devnet_kit import deploy_pool as kit_deploy_pool
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
 from tests.chain.helpers import UNIT, expiry, loan_terms
+from tests.fixtures.devnet import running_devnet
 
 
 async def _funding(client: ChainClient, pool, borrower: Keypair, *, max_time: int) -> str:  # type: ignore[no-untyped-def]
@@ -192,11 +193,8 @@ async def test_garbage_envelope_is_malformed(chain_client) -> None:  # type: ign
 @pytest.fixture(scope="module")
 def manual_devnet() -> Iterator[DevnetProcess]:
     """A devnet whose ledgers only close when the test says so (interval of an hour)."""
-    proc = start_devnet(ledger_interval=3600)
-    try:
+    with running_devnet(ledger_interval=3600) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ from chain.devnet_kit import (
     DevnetProcess,
     deploy_pool,
     new_funded_keypair,
-    start_devnet,
     wait_for_tx,
 )
 from chain.envelope import sign_envelope
@@ -25,6 +24,7 @@ from liquidity.ledger import Ledger
 from liquidity.reconcile import establish_pool
 from liquidity.tx_index import TxIndex, TxRef
 from liquidity.types import Reserved
+from tests.fixtures.devnet import client_of, running_devnet
 from tests.saga.helpers import terms_for
 from watcher import SettlementWatcher
 
@@ -35,18 +35,14 @@ LEDGER_INTERVAL = 0.1  # seconds: the window is 2 s of history
 
 @pytest.fixture(scope="module")
 def short_memory_devnet() -> Iterator[DevnetProcess]:
-    proc = start_devnet(ledger_interval=LEDGER_INTERVAL, retention_ledgers=RETENTION)
-    try:
+    with running_devnet(ledger_interval=LEDGER_INTERVAL, retention_ledgers=RETENTION) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
 async def short_chain(short_memory_devnet: DevnetProcess) -> AsyncIterator[ChainClient]:
-    client = ChainClient(short_memory_devnet.rpc_url, short_memory_devnet.passphrase)
-    yield client
-    await client.close()
+    async with client_of(short_memory_devnet) as client:
+        yield client
 
 
 async def wait_until_forgotten(chain: ChainClient, ledger: int) -> int:
