@@ -103,7 +103,11 @@ def start_devnet(
                 str(ledger_interval),
                 "--passphrase",
                 phrase,
-                *(["--retention-ledgers", str(retention_ledgers)] if retention_ledgers else []),
+                *(
+                    ["--retention-ledgers", str(retention_ledgers)]
+                    if retention_ledgers is not None
+                    else []
+                ),
             ],
             stdout=log,
             stderr=log,
