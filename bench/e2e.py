@@ -17,6 +17,10 @@ rounds (`--rounds`, default 2, each a share of the pool) so that both kinds run 
 drift of the shared machine's speed; the last loan round drains the pool. Each kind's figures
 add up its rounds (time counts the borrowing phases only).
 
+With `--indexed-floor`, each round also drives IndexedBareWorkflow ("bare+i"): the floor started
+with the loan's search attributes and upserting them at the loan's two happy-path state changes.
+The issue's floor leaves that indexing out; this kind shows how much of the loan's gap it is.
+
 Figures per N:
 - loans/s: offers signed and submitted per second of the borrowing phases (first request to last
   submission of each round); bare/s likewise for the bare workflow (open + its one signal).
@@ -53,7 +57,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.bare import BareWorkflow
+from bench.bare import BareWorkflow, IndexedBareWorkflow
 from chain.client import ChainClient
 from chain.devnet_kit import deploy_pool, new_funded_keypair, start_devnet
 from chain.envelope import sign_envelope
@@ -71,7 +75,7 @@ from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from liquidity.reconcile import establish_pool
 from workflows.loan_client import loan_handle, open_loan
-from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
+from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES, initial_loan_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = 10_000_000
@@ -302,10 +306,25 @@ async def audit(stack: Stack, pool: Any, loan: RunResult, liquidity: int) -> int
     return found
 
 
-async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
-    result = RunResult("bare", concurrency)
+async def run_bare(
+    stack: Stack, concurrency: int, loans: int, *, indexed_pool: str | None = None
+) -> RunResult:
+    """The floor's round; with `indexed_pool`, IndexedBareWorkflow started with the loan's start
+    attributes (that pool, a borrower key) instead of BareWorkflow."""
+    result = RunResult("bare+i" if indexed_pool else "bare", concurrency)
     remaining = [loans]
     trackers: list[asyncio.Task[None]] = []
+    workflow = IndexedBareWorkflow if indexed_pool else BareWorkflow
+    attributes = (
+        initial_loan_attributes(
+            pool_id=indexed_pool,
+            borrower=Keypair.random().public_key,
+            amount=FUNDED,
+            state=LoanState.ASSESSING.value,
+        )
+        if indexed_pool
+        else None
+    )
 
     async def track(handle: Any, signalled_at: float) -> None:
         await handle.result()
@@ -316,20 +335,21 @@ async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
             remaining[0] -= 1
             name = uuid.uuid4().hex
             op = WithStartWorkflowOperation(
-                BareWorkflow.run,
+                workflow.run,
                 name,
                 id=f"bare-{name}",
                 task_queue=stack.settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=attributes,
             )
             t0 = time.perf_counter()
             await stack.client.execute_update_with_start_workflow(
-                BareWorkflow.open, name, start_workflow_operation=op, id=name
+                workflow.open, name, start_workflow_operation=op, id=name
             )
             result.xdr_ms.append((time.perf_counter() - t0) * 1000)
             handle = await op.workflow_handle()
-            await handle.signal(BareWorkflow.settled, 1)
+            await handle.signal(workflow.settled, 1)
             result.offers += 1
             trackers.append(asyncio.create_task(track(handle, time.perf_counter())))
 
@@ -344,7 +364,7 @@ async def run_bare(stack: Stack, concurrency: int, loans: int) -> RunResult:
 
 def row(r: RunResult) -> str:
     return (
-        f"{r.kind:5} {r.concurrency:>3} {r.offers:>6} {r.refusals:>5} {r.per_s:>9.1f} "
+        f"{r.kind:6} {r.concurrency:>3} {r.offers:>6} {r.refusals:>5} {r.per_s:>9.1f} "
         f"{pct(r.xdr_ms, 0.5):>8.1f} {pct(r.xdr_ms, 0.99):>8.1f} "
         f"{pct(r.settle_ms, 0.5):>9.1f} {pct(r.settle_ms, 0.99):>9.1f} "
         f"{r.not_completed:>6} {r.overcommits:>5}   "
@@ -391,6 +411,14 @@ async def main() -> None:
         "--rounds", type=int, default=2, help="alternating loan/bare rounds per N (default 2)"
     )
     parser.add_argument("--ledger-interval", type=float, default=0.5)
+    # The loan's search attributes (required for operators) cost the server a visibility write
+    # per upsert that the floor above does not pay: this adds a third kind per round, the floor
+    # with the same attributes and upserts, to show how much of the gap that indexing is.
+    parser.add_argument(
+        "--indexed-floor",
+        action="store_true",
+        help="also run IndexedBareWorkflow: the floor plus the loan's search-attribute writes",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
 
@@ -424,7 +452,7 @@ async def main() -> None:
     clock = LedgerClock(chain)
     procs: list[subprocess.Popen[bytes]] = []
     log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    results: list[tuple[RunResult, RunResult]] = []
+    results: list[tuple[RunResult, RunResult, RunResult | None]] = []
     try:
         # Every pool exists before the watcher starts: it reads settings.pools from its env.
         warmup_pool = await prepare_pool(settings, ledger, chain, WARMUP_LOANS)
@@ -443,14 +471,21 @@ async def main() -> None:
         # caches, the server warms up; otherwise the first level pays for the whole stack's start.
         await run_loans(stack, warmup_pool, WARMUP_CONCURRENCY, WARMUP_LOANS, drain=True)
         await run_bare(stack, WARMUP_CONCURRENCY, WARMUP_LOANS)
+        if args.indexed_floor:
+            await run_bare(
+                stack, WARMUP_CONCURRENCY, WARMUP_LOANS, indexed_pool=warmup_pool.pool_id
+            )
         for n, pool, size in zip(levels, pools, sizes, strict=True):
             loan, bare = RunResult("loan", n), RunResult("bare", n)
+            indexed = RunResult("bare+i", n) if args.indexed_floor else None
             chunks = [size // args.rounds + (i < size % args.rounds) for i in range(args.rounds)]
             for i, chunk in enumerate(chunks):
                 loan.absorb(await run_loans(stack, pool, n, chunk, drain=i == len(chunks) - 1))
                 bare.absorb(await run_bare(stack, n, chunk))
+                if indexed is not None:
+                    indexed.absorb(await run_bare(stack, n, chunk, indexed_pool=pool.pool_id))
             loan.overcommits = await audit(stack, pool, loan, size * FUNDED)
-            results.append((loan, bare))
+            results.append((loan, bare, indexed))
     finally:
         await clock.stop()
         for proc in reversed(procs):
@@ -469,12 +504,14 @@ async def main() -> None:
         f"{os.cpu_count()} cores; latencies in ms"
     )
     print(
-        "kind    N offers  refd    per_s  xdr_p50  xdr_p99 settl_p50 settl_p99 unfin  over"
+        "kind     N offers  refd    per_s  xdr_p50  xdr_p99 settl_p50 settl_p99 unfin  over"
         "   CPU ms per loan by process"
     )
-    for loan, bare in results:
+    for loan, bare, indexed in results:
         print(row(loan))
         print(row(bare))
+        if indexed is not None:
+            print(row(indexed))
     per_n = {
         str(loan.concurrency): {
             "loans_per_s": round(loan.per_s, 2),
@@ -487,10 +524,18 @@ async def main() -> None:
             "bare_signal_to_done_p50_ms": round(pct(bare.settle_ms, 0.5), 1),
             "overcommits": loan.overcommits,
             "unfinished": loan.not_completed,
+            **(
+                {
+                    "indexed_bare_per_s": round(indexed.per_s, 2),
+                    "indexed_bare_xdr_p50_ms": round(pct(indexed.xdr_ms, 0.5), 1),
+                }
+                if indexed is not None
+                else {}
+            ),
         }
-        for loan, bare in results
+        for loan, bare, indexed in results
     }
-    head_loan, head_bare = results[-1]
+    head_loan, head_bare, _ = results[-1]
     print(
         json.dumps(
             {
@@ -499,7 +544,7 @@ async def main() -> None:
                 "bare_per_s": round(head_bare.per_s, 2),
                 "xdr_p50_ms": round(pct(head_loan.xdr_ms, 0.5), 1),
                 "bare_xdr_p50_ms": round(pct(head_bare.xdr_ms, 0.5), 1),
-                "overcommits": sum(loan.overcommits for loan, _ in results),
+                "overcommits": sum(loan.overcommits for loan, _, _ in results),
                 "by_concurrency": per_n,
             }
         )

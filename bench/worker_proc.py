@@ -1,4 +1,4 @@
-"""The benchmark's worker process: worker.py's worker plus BareWorkflow, settings from env.
+"""The benchmark's worker process: worker.py's worker plus the bare floors, settings from env.
 
 A separate process (as in production) so the worker does not share a GIL with the borrowers
 driving the benchmark."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from bench.bare import BareWorkflow, noop
+from bench.bare import BareWorkflow, IndexedBareWorkflow, noop
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
 from worker import build_worker, open_deps
@@ -23,7 +23,12 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings)
     async with open_deps(settings) as deps:
-        worker = build_worker(client, deps, extra_workflows=[BareWorkflow], extra_activities=[noop])
+        worker = build_worker(
+            client,
+            deps,
+            extra_workflows=[BareWorkflow, IndexedBareWorkflow],
+            extra_activities=[noop],
+        )
         async with worker:
             freeze_startup_heap()  # as worker.serve does
             await stop.wait()
