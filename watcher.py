@@ -43,9 +43,9 @@ from chain.types import ChainEvent
 from core.heap import freeze_startup_heap
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
-from liquidity.connection import connect_redis
+from liquidity.connection import redis_for
 from liquidity.lease import Lease
-from liquidity.ledger import Ledger
+from liquidity.ledger import Ledger, ledger_for
 from liquidity.tx_index import TxIndex, TxRef
 from workflows.loan_client import (
     LoanClosed,
@@ -331,14 +331,14 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings)
-    redis = connect_redis(settings.redis_url)
+    redis = redis_for(settings)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
     try:
         watcher = SettlementWatcher(
             settings=settings,
             client=client,
             chain=chain,
-            ledger=Ledger(redis, prefix=settings.ledger_prefix),
+            ledger=ledger_for(settings, redis),
             tx_index=TxIndex(redis, prefix=settings.ledger_prefix),
             lease=Lease(
                 redis,

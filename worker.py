@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -27,8 +26,8 @@ from activities.reconcile import ReconcileActivities
 from chain.client import ChainClient
 from core.heap import freeze_startup_heap
 from core.settings import Settings, get_settings
-from liquidity.connection import connect_redis
-from liquidity.ledger import Ledger
+from liquidity.connection import RedisClient, redis_for
+from liquidity.ledger import Ledger, ledger_for
 from liquidity.reconcile import ReportStore
 from liquidity.tx_index import TxIndex
 from workflows.loan import LoanWorkflow
@@ -44,7 +43,7 @@ class Deps:
     """Process-wide clients shared by every activity (one Redis pool, one RPC session)."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     ledger: Ledger
     chain: ChainClient
     tx_index: TxIndex
@@ -52,15 +51,13 @@ class Deps:
 
 @asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    redis = connect_redis(settings.redis_url)
+    redis = redis_for(settings)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
     try:
         yield Deps(
             settings=settings,
             redis=redis,
-            ledger=Ledger(
-                redis, prefix=settings.ledger_prefix, safety_buffer=settings.safety_buffer_stroops
-            ),
+            ledger=ledger_for(settings, redis),
             chain=chain,
             tx_index=TxIndex(redis, prefix=settings.ledger_prefix),
         )

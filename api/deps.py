@@ -11,22 +11,21 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import redis.asyncio as aioredis
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from api.errors import ApiError
 from chain.client import ChainClient
 from core.settings import Settings
-from liquidity.connection import connect_redis
-from liquidity.ledger import Ledger
+from liquidity.connection import RedisClient, redis_for
+from liquidity.ledger import Ledger, ledger_for
 from workflows import loan_client
 
 
 @dataclass
 class Services:
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     ledger: Ledger
     chain: ChainClient
     _temporal: Client | None = None
@@ -34,9 +33,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        redis = connect_redis(settings.redis_url)
-        ledger = Ledger(redis, prefix=settings.ledger_prefix,
-                        safety_buffer=settings.safety_buffer_stroops)
+        redis = redis_for(settings)
+        ledger = ledger_for(settings, redis)
         chain = ChainClient(settings.rpc_url, settings.network_passphrase,
                             base_fee=settings.base_fee)
         return cls(settings=settings, redis=redis, ledger=ledger, chain=chain)

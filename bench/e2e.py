@@ -71,7 +71,7 @@ from core.models import (
 )
 from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
-from liquidity.connection import connect_redis
+from liquidity.connection import redis_for
 from liquidity.ledger import Ledger
 from liquidity.reconcile import establish_pool
 from workflows.loan_client import loan_handle, open_loan
@@ -445,7 +445,7 @@ async def main() -> None:
         settlement_grace_seconds=2,
         reservation_ttl_seconds=300,
     )
-    redis = connect_redis(settings.redis_url)
+    redis = redis_for(settings)
     chain = ChainClient(settings.rpc_url, settings.network_passphrase)
     ledger = Ledger(redis, prefix=prefix)
     client = env.client

@@ -16,6 +16,16 @@ class Settings(BaseSettings):
     # Redis: the reservation ledger, audit streams, watcher cursor.
     redis_url: str = "redis://127.0.0.1:6379/0"
     ledger_prefix: str = "liq"
+    # Scale-out (liquidity/connection.py): REDIS_URL names any node of a Redis Cluster, or the
+    # sentinels name the primary of service REDIS_SENTINEL_SERVICE (REDIS_URL then gives db and
+    # password only).
+    redis_cluster: bool = False
+    redis_sentinels: str = ""  # host:port,host:port,...
+    redis_sentinel_service: str = ""
+    # Ledger writes acknowledged by this many replicas (WAIT) before an activity returns; a
+    # reservation not acknowledged in time is released and never offered.
+    redis_min_replicas: int = 0
+    redis_replica_timeout_ms: int = 1000
 
     # Temporal.
     temporal_address: str = "127.0.0.1:7233"

@@ -58,7 +58,7 @@ def reserve_result(
     if kind == "frozen":
         return Frozen(reason=rest)
     if kind == "unknown_pool":
-        return UnknownPool()
+        return UnknownPool(reason=rest)
     if kind == "terminal":
         return AlreadyTerminal(state=rest)  # validated by pydantic
     raise ValueError(f"unexpected reserve reply {reply!r}")

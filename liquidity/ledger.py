@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from liquidity import decode
+from liquidity.connection import RedisClient
 from liquidity.keys import PoolKeys, pool_keys
-from liquidity.scripts import Scripts
+from liquidity.scripts import Script, Scripts
 from liquidity.types import (
     AuditEntry,
     BlockedEntry,
@@ -23,6 +22,7 @@ from liquidity.types import (
     ReserveResult,
     RestoreResult,
     SnapshotResult,
+    UnknownPool,
 )
 
 # Redis counters are signed 64-bit. Capping every input here keeps sums of many amounts far from
@@ -56,22 +56,98 @@ def _text(name: str, value: str) -> str:
     return value
 
 
+class LedgerNotReplicated(Exception):
+    """A mutation ran on the primary but fewer than REDIS_MIN_REPLICAS replicas acknowledged it
+    within the timeout. Raised by commit/release/restore/... (idempotent: the caller retries);
+    reserve instead releases the grant and answers UnknownPool(reason="not_replicated")."""
+
+
+class LedgerFailover(Exception):
+    """The primary changed (replication id) while a pool was being established: the restore
+    that preceded it may be lost. The pool stays unknown; run the reconciliation again."""
+
+
+def _replid(info: Any) -> str:
+    """master_replid from INFO replication (a dict when redis-py parsed it, else text)."""
+    if isinstance(info, dict):
+        return str(info.get("master_replid", ""))
+    for line in str(info).splitlines():
+        if line.startswith("master_replid:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
 class Ledger:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         prefix: str = "liq",
         safety_buffer: int = 0,
         terminal_retention_ms: int = 7 * 24 * 3600 * 1000,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+        failover_check: bool = False,
     ) -> None:
-        """`redis` must use decode_responses=True (as everywhere in the project)."""
+        """`redis` must use decode_responses=True (as everywhere in the project).
+
+        `min_replicas` > 0: every mutation is followed by WAIT on the same connection; a grant
+        not acknowledged by that many replicas within `replica_timeout_ms` is released and never
+        offered, any other unacknowledged mutation raises LedgerNotReplicated (retry it).
+        `failover_check` (for a Sentinel primary without replica acks): each pool records the
+        primary's replication id when it is established; a reserve on a primary with another id
+        makes the pool unknown (fail closed) until the reconciler restored every open loan."""
         self._redis = redis
         self._prefix = prefix
         self._buffer = int(_amount("safety_buffer", safety_buffer, allow_zero=True))
         self._retention = _nonneg("terminal_retention_ms", terminal_retention_ms)
         self._scripts = Scripts(redis)
         self._keys: dict[str, list[bytes]] = {}
+        if min_replicas < 0 or replica_timeout_ms <= 0:
+            raise ValueError("min_replicas must be >= 0 and replica_timeout_ms > 0")
+        self._replicas = min_replicas
+        self._ack_ms = replica_timeout_ms
+        self._check = failover_check
+        self._epoch: str | None = None  # the replication id of the primary last seen
+
+    # ---- durability --------------------------------------------------------------------------
+
+    async def epoch(self) -> str:
+        """The serving primary's replication id ('' when failover_check is off)."""
+        if not self._check:
+            return ""
+        info = await self._redis.info("replication")
+        self._epoch = _replid(info)
+        return self._epoch
+
+    async def _run(self, script: Script, keys: list[bytes], args: list[Any]) -> tuple[Any, bool]:
+        """(reply, acknowledged by enough replicas)."""
+        if self._replicas == 0:
+            return await script(keys, args), True
+        reply, acked = await script.call_then(keys, args, ("WAIT", self._replicas, self._ack_ms))
+        return reply, int(acked) >= self._replicas
+
+    async def _mutate(self, script: Script, keys: list[bytes], args: list[Any]) -> Any:
+        reply, acked = await self._run(script, keys, args)
+        if not acked:
+            raise LedgerNotReplicated(
+                f"not acknowledged by {self._replicas} replica(s) within {self._ack_ms} ms"
+            )
+        return reply
+
+    async def lost_writes_suspected(self, pool_id: str) -> bool:
+        """failover_check: True (and the pool made unknown) when the known pool was established
+        under another primary than the one serving now. Always False when the check is off."""
+        if not self._check:
+            return False
+        recorded: Any = await self._redis.hget(self.keys(pool_id).state, "replid")
+        current = await self.epoch()
+        if recorded == current:
+            return False
+        await self._mutate(
+            self._scripts.suspect, self._k(pool_id), [current, "replication id changed"]
+        )
+        return True
 
     def keys(self, pool_id: str) -> PoolKeys:
         """The pool's Redis keys (for operators and white-box invariant checks in tests)."""
@@ -102,30 +178,56 @@ class Ledger:
         limit = int(_amount("borrower_limit", borrower_limit, allow_zero=True))
         if ttl_ms <= 0:
             raise ValueError("ttl_ms must be positive")
-        reply = await self._scripts.reserve(
-            self._k(pool_id),
-            [
-                _text("loan_id", loan_id), _text("borrower", borrower), amt, ttl_ms,
-                _nonneg("grace_ms", grace_ms), amount + self._buffer, limit - amount,
-                self._retention,
-            ],
-        )
+        keys = self._k(pool_id)
+        args: list[Any] = [
+            _text("loan_id", loan_id), _text("borrower", borrower), amt, ttl_ms,
+            _nonneg("grace_ms", grace_ms), amount + self._buffer, limit - amount,
+            self._retention,
+        ]
+        if self._check:
+            reply = await self._reserve_checked(keys, args)
+        else:
+            reply, acked = await self._run(self._scripts.reserve, keys, args)
+            if not acked and reply.startswith("reserved|"):
+                # Never offer a grant a failover could lose: give it back (best effort; if this
+                # release is lost too, the reconciler releases the refused loan's orphan).
+                await self._run(
+                    self._scripts.release, keys, [loan_id, "not replica-acknowledged",
+                                                  self._retention],
+                )
+                return UnknownPool(reason="not_replicated")
         return decode.reserve_result(
             reply, loan_id=loan_id, amount=amount, buffer=self._buffer, limit=limit
         )
 
+    async def _reserve_checked(self, keys: list[bytes], args: list[Any]) -> Any:
+        """The script compares the pool's recorded replication id with the one we pass; INFO on
+        the same connection then says which primary really ran it. If that is not the one we
+        passed, the grant may come from a state missing writes: run again with the real id, which
+        makes the pool unknown (the first grant, never offered, is a refused loan's orphan)."""
+        epoch = self._epoch if self._epoch is not None else await self.epoch()
+        reply, info = await self._scripts.reserve.call_then(
+            keys, [*args, epoch], ("INFO", "replication")
+        )
+        server = _replid(info)
+        if server != epoch:
+            self._epoch = server
+            reply = await self._scripts.reserve(keys, [*args, server])
+        return reply
+
     async def commit(self, pool_id: str, loan_id: str, *, ledger: int) -> CommitResult:
         """The chain settled the loan at `ledger`; counted as a pending commit until a snapshot
         at or after that ledger arrives (never twice, never zero times)."""
-        reply = await self._scripts.commit(
-            self._k(pool_id),
+        reply = await self._mutate(
+            self._scripts.commit, self._k(pool_id),
             [_text("loan_id", loan_id), _nonneg("ledger", ledger), self._retention],
         )
         return decode.commit_result(reply)
 
     async def release(self, pool_id: str, loan_id: str, *, reason: str) -> ReleaseResult:
-        reply = await self._scripts.release(
-            self._k(pool_id), [_text("loan_id", loan_id), _reason(reason), self._retention]
+        reply = await self._mutate(
+            self._scripts.release, self._k(pool_id),
+            [_text("loan_id", loan_id), _reason(reason), self._retention],
         )
         return decode.release_result(reply)
 
@@ -134,7 +236,9 @@ class Ledger:
         no single call blocks Redis for long."""
         released: list[str] = []
         while True:
-            batch: list[str] = await self._scripts.sweep(self._k(pool_id), [self._retention])
+            batch: list[str] = await self._mutate(
+                self._scripts.sweep, self._k(pool_id), [self._retention]
+            )
             released.extend(batch)
             if len(batch) < 1000:  # SWEEP_LIMIT in _lib.lua
                 return released
@@ -148,17 +252,32 @@ class Ledger:
         locked: int,
         available: int,
         establish: bool = False,
+        epoch: str | None = None,
     ) -> SnapshotResult:
         """Chain figures at `ledger`. Only the reconciler (after restoring every open loan) and the
-        bootstrap pass establish=True: that is what makes a lost pool known again."""
-        reply = await self._scripts.snapshot(
-            self._k(pool_id),
-            [
-                _nonneg("ledger", ledger), _amount("total", total, allow_zero=True),
-                _amount("locked", locked, allow_zero=True),
-                _amount("available", available, allow_zero=True), "1" if establish else "0",
-            ],
+        bootstrap pass establish=True: that is what makes a lost pool known again.
+
+        failover_check: an established pool records `epoch`, the primary's replication id the
+        caller saw *before* restoring (default: now). If the primary that ran the snapshot has
+        another id, the restore may be lost: the pool is made unknown again, LedgerFailover."""
+        keys = self._k(pool_id)
+        args: list[Any] = [
+            _nonneg("ledger", ledger), _amount("total", total, allow_zero=True),
+            _amount("locked", locked, allow_zero=True),
+            _amount("available", available, allow_zero=True), "1" if establish else "0",
+        ]
+        if not (self._check and establish):
+            reply = await self._mutate(self._scripts.snapshot, keys, args)
+            return SnapshotResult(outcome=reply[0], ledger=int(reply[1]))
+        expected = epoch if epoch is not None else await self.epoch()
+        reply, info = await self._scripts.snapshot.call_then(
+            keys, [*args, expected], ("INFO", "replication")
         )
+        server = _replid(info)
+        if server != expected:
+            self._epoch = server
+            await self._scripts.suspect(keys, [server, "failover while establishing"])
+            raise LedgerFailover(f"pool {pool_id}: the primary changed while it was established")
         return SnapshotResult(outcome=reply[0], ledger=int(reply[1]))
 
     async def restore(
@@ -174,8 +293,8 @@ class Ledger:
         """Re-asserts an open loan's reservation; never refuses, also on an unknown pool."""
         if hold_until_ms < expires_at_ms:
             raise ValueError("hold_until_ms must not precede expires_at_ms")
-        reply = await self._scripts.restore(
-            self._k(pool_id),
+        reply = await self._mutate(
+            self._scripts.restore, self._k(pool_id),
             [
                 _text("loan_id", loan_id), _text("borrower", borrower), _amount("amount", amount),
                 _nonneg("expires_at_ms", expires_at_ms), _nonneg("hold_until_ms", hold_until_ms),
@@ -185,10 +304,10 @@ class Ledger:
 
     async def freeze(self, pool_id: str, *, reason: str) -> None:
         """A frozen pool refuses new reservations; commits and releases still go through."""
-        await self._scripts.freeze(self._k(pool_id), ["1", _reason(reason)])
+        await self._mutate(self._scripts.freeze, self._k(pool_id), ["1", _reason(reason)])
 
     async def unfreeze(self, pool_id: str, *, reason: str) -> None:
-        await self._scripts.freeze(self._k(pool_id), ["0", _reason(reason)])
+        await self._mutate(self._scripts.freeze, self._k(pool_id), ["0", _reason(reason)])
 
     async def status(self, pool_id: str) -> PoolStatus:
         reply = await self._scripts.status(self._k(pool_id), [])
@@ -239,3 +358,21 @@ class Ledger:
     async def forget_pool(self, pool_id: str) -> None:
         """Deletes every ledger key of the pool (tests, ops); the pool becomes unknown."""
         await self._redis.delete(*self.keys(pool_id).ordered())
+
+
+def ledger_for(settings: Any, redis: RedisClient) -> Ledger:
+    """The ledger every process builds from the shared settings (core.settings.Settings), so the
+    worker, the API, the watcher and the tools agree on prefix, buffer and durability."""
+    if settings.redis_cluster and settings.redis_min_replicas:
+        raise ValueError(
+            "REDIS_MIN_REPLICAS needs one primary (single node or Sentinel): WAIT must follow a "
+            "write on its own connection, which a cluster client does not pin"
+        )
+    return Ledger(
+        redis,
+        prefix=settings.ledger_prefix,
+        safety_buffer=settings.safety_buffer_stroops,
+        min_replicas=settings.redis_min_replicas,
+        replica_timeout_ms=settings.redis_replica_timeout_ms,
+        failover_check=bool(settings.redis_sentinels) and settings.redis_min_replicas == 0,
+    )

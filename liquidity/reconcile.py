@@ -232,12 +232,16 @@ class Reconciler:
             previous_ledger=previous.chain.ledger if previous else None,
             reserved=0, active_reservations=0, overcommit=0, frozen=False,
         )
-        if before.known:
+        known = before.known and not await self._ledger.lost_writes_suspected(pool_id)
+        if known:
             await self._apply(pool_id, figures, establish=False)
         else:
             report.established = True
+            # The primary's replication id before the restore: if another primary takes over
+            # before the pool is established, establishing fails and the pool stays unknown.
+            epoch = await self._ledger.epoch()
             report.restored = await self._restore(pool_id)
-            await self._apply(pool_id, figures, establish=True)
+            await self._apply(pool_id, figures, establish=True, epoch=epoch)
         report.swept = await self._ledger.sweep(pool_id)
         await self._check_reservations(pool_id, report)
         if previous is not None and previous.chain.ledger <= figures.ledger:
@@ -250,10 +254,12 @@ class Reconciler:
 
     # ---- steps -------------------------------------------------------------------------------
 
-    async def _apply(self, pool_id: str, f: ChainFigures, *, establish: bool) -> None:
+    async def _apply(
+        self, pool_id: str, f: ChainFigures, *, establish: bool, epoch: str | None = None
+    ) -> None:
         await self._ledger.apply_snapshot(
             pool_id, ledger=f.ledger, total=f.total, locked=f.locked, available=f.available,
-            establish=establish,
+            establish=establish, epoch=epoch,
         )
 
     async def _restore(self, pool_id: str) -> list[str]:

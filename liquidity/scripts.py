@@ -10,14 +10,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+
+from liquidity.connection import RedisClient
 
 _DIR = Path(__file__).parent / "scripts"
 
 NAMES = (
     "reserve", "commit", "release", "sweep", "snapshot", "restore", "freeze", "status",
-    "reservations",
+    "reservations", "suspect",
 )
 
 
@@ -33,7 +34,7 @@ class Script:
     """EVALSHA with a NOSCRIPT fallback. Thinner than redis-py's AsyncScript (no per-call
     import and pipeline check), which matters because the client, not Redis, bounds the rate."""
 
-    def __init__(self, redis: aioredis.Redis, text: str) -> None:
+    def __init__(self, redis: RedisClient, text: str) -> None:
         self._redis = redis
         self._text = text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
@@ -49,8 +50,33 @@ class Script:
             return await self._redis.evalsha(self.sha, len(keys), *keys, packed)
 
 
+    async def call_then(
+        self, keys: Sequence[str | bytes], args: Sequence[Any], follow: Sequence[Any]
+    ) -> tuple[Any, Any]:
+        """The script, then the keyless command `follow` (WAIT, INFO) on the SAME connection
+        in one round trip: WAIT counts the replicas that acknowledged this connection's writes,
+        and INFO must describe the server that ran this script, so a pool's two requests must
+        never land on different connections. One node or Sentinel only (a cluster client routes a
+        keyless command to any node)."""
+        packed = "\0".join(map(str, args))
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self.sha, len(keys), *keys, packed)
+            pipe.execute_command(*follow)
+            reply, after = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                self.sha = await self._redis.script_load(self._text)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(after, Exception):
+                raise after
+            return reply, after
+        raise AssertionError("unreachable")
+
+
 class Scripts:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.reserve: Script = Script(redis, source("reserve"))
         self.commit: Script = Script(redis, source("commit"))
         self.release: Script = Script(redis, source("release"))
@@ -60,3 +86,4 @@ class Scripts:
         self.freeze: Script = Script(redis, source("freeze"))
         self.status: Script = Script(redis, source("status"))
         self.reservations: Script = Script(redis, source("reservations"))
+        self.suspect: Script = Script(redis, source("suspect"))

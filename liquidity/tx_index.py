@@ -21,29 +21,31 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from liquidity.connection import get_many
+
 # Kept after the transaction's expiry so a watcher that was down for a while can still map it.
 _RETENTION_SECONDS = 7 * 24 * 3600
 
-# KEYS: the sequence key, the loan's back-reference, the hash's entry; ARGV: loan id, claim
-# expiry (Unix seconds), the TxRef JSON, its retention (seconds). The hash is mapped only when the
-# sequence is (or already was) ours: a refused claim leaves nothing behind.
-_CLAIM_FUNDING = """
+# Cluster-safe by design: every script names every key it touches, and each touches one key, so no
+# script or transaction ever spans two slots. A claim is three single-key steps, ordered so that
+# a crash between any two leaves nothing a retry or a release cannot clean up:
+#   1. `seqof:<loan>` -> the sequence key the loan is about to claim (the release's way back);
+#   2. `seq:<account>:<sequence>` claimed for the loan, or the owner returned (compare-and-set);
+#   3. only if the claim is ours, `tx:<hash>` -> the loan.
+# A release reads `seqof:<loan>` and deletes the sequence key only if it is still the loan's.
+
+# KEYS: the sequence key; ARGV: loan id, claim expiry (Unix seconds). Returns the owner.
+_CLAIM_SEQUENCE = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return owner end
-if not owner then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
-  redis.call('SET', KEYS[2], KEYS[1], 'EXAT', ARGV[2])
-end
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+if not owner then redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2]) end
 return ARGV[1]
 """
 
-# KEYS: the loan's back-reference; ARGV: loan id. Deletes the sequence key only if still ours.
-_RELEASE_CLAIM = """
-local key = redis.call('GET', KEYS[1])
-if key and redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
-redis.call('DEL', KEYS[1])
-return 1
+# KEYS: the sequence key; ARGV: loan id. Deletes the sequence key only if still ours.
+_RELEASE_SEQUENCE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -65,8 +67,8 @@ class TxIndex:
         self._redis = redis
         self._prefix = prefix
         self._cursor_name = cursor_name
-        self._claim_funding = redis.register_script(_CLAIM_FUNDING)
-        self._release_claim = redis.register_script(_RELEASE_CLAIM)
+        self._claim_sequence = redis.register_script(_CLAIM_SEQUENCE)
+        self._release_sequence = redis.register_script(_RELEASE_SEQUENCE)
 
     def _tx_key(self, tx_hash: str) -> str:
         return f"{self._prefix}:tx:{tx_hash}"
@@ -81,23 +83,26 @@ class TxIndex:
 
     async def claim_funding(self, ref: TxRef, *, account: str, sequence: int, until: int) -> str:
         """Claim `account`'s `sequence` for `ref.loan_id` until Unix second `until` and, if the
-        claim is ours, map the funding hash to the loan, in one round trip. Returns the owner:
-        the loan itself (new claim, or a repeat of ours: idempotent) or the loan that holds the
-        sequence, in which case the hash stays unmapped."""
-        owner = await self._claim_funding(
-            keys=[
-                f"{self._prefix}:seq:{account}:{sequence}",
-                self._claim_of_key(ref.loan_id),
-                self._tx_key(ref.tx_hash),
-            ],
-            args=[ref.loan_id, until, ref.model_dump_json(), _RETENTION_SECONDS],
-        )
-        return _text(owner)
+        claim is ours, map the funding hash to the loan. Returns the owner: the loan itself (new
+        claim, or a repeat of ours: idempotent) or the loan that holds the sequence, in which case
+        the hash stays unmapped. Three single-key round trips (see the module's step order)."""
+        seq_key = f"{self._prefix}:seq:{account}:{sequence}"
+        await self._redis.set(self._claim_of_key(ref.loan_id), seq_key, exat=until)
+        owner = _text(await self._claim_sequence(keys=[seq_key], args=[ref.loan_id, until]))
+        if owner == ref.loan_id:
+            await self._redis.set(
+                self._tx_key(ref.tx_hash), ref.model_dump_json(), ex=_RETENTION_SECONDS
+            )
+        return owner
 
     async def release_claim(self, loan_id: str) -> None:
         """The loan gave its reservation back (cancelled, expired, failed): the borrower may open
         the next loan on the same sequence at once. Only the loan's own claim is dropped."""
-        await self._release_claim(keys=[self._claim_of_key(loan_id)], args=[loan_id])
+        back = self._claim_of_key(loan_id)
+        seq_key = await self._redis.get(back)
+        if seq_key:
+            await self._release_sequence(keys=[_text(seq_key)], args=[loan_id])
+        await self._redis.delete(back)
 
     def _claim_of_key(self, loan_id: str) -> str:
         return f"{self._prefix}:seqof:{loan_id}"
@@ -110,7 +115,7 @@ class TxIndex:
         """`lookup` of many hashes in one round trip (the watcher maps a whole page at once)."""
         if not tx_hashes:
             return []
-        raws = await self._redis.mget([self._tx_key(h) for h in tx_hashes])
+        raws = await get_many(self._redis, [self._tx_key(h) for h in tx_hashes])
         return [TxRef.model_validate_json(raw) if raw else None for raw in raws]
 
     async def watch(self, tx_hash: str, *, until: int) -> None:

@@ -36,6 +36,10 @@ class UnknownPool(BaseModel):
     """The pool's ledger keys are missing (never initialised, or Redis lost them): fail closed."""
 
     kind: Literal["unknown_pool"] = "unknown_pool"
+    # "" (keys missing / never established), "failover" (the primary changed without replica
+    # acks: writes may be lost), "not_replicated" (the grant was not acknowledged by
+    # REDIS_MIN_REPLICAS replicas in time and was released).
+    reason: str = ""
 
 
 class BorrowerLimitExceeded(BaseModel):

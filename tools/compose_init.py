@@ -49,7 +49,11 @@ async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
     from liquidity.connection import connect_redis
     from liquidity.ledger import Ledger
 
-    client = connect_redis(env["REDIS_URL"])
+    client = connect_redis(
+        env["REDIS_URL"], cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        sentinels=env.get("REDIS_SENTINELS", ""),
+        sentinel_service=env.get("REDIS_SENTINEL_SERVICE", ""),
+    )
     try:
         ledger = Ledger(client, prefix=env.get("LEDGER_PREFIX", "liq"))
         return (await ledger.status(pool_id)).known

@@ -18,7 +18,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from core.process_exit import exit_skipping_teardown
 from core.settings import get_settings
-from liquidity.connection import connect_redis
+from liquidity.connection import redis_for
 from workflows.loan_client import connect
 
 POLLER_FRESH_S = 60
@@ -36,7 +36,7 @@ async def worker_polling() -> bool:
 
 async def deps_answer() -> bool:
     settings = get_settings()
-    redis = connect_redis(settings.redis_url)
+    redis = redis_for(settings)
     try:
         await redis.ping()
     finally:

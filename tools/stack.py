@@ -67,12 +67,40 @@ def refuse_second_stack() -> None:
         raise StackError(f"a stack is already running (pid {pid}); stop it with Ctrl-C first")
 
 
+# Scale-out settings passed through to every stack process (and .run/stack.env) when set:
+# a Redis Cluster (REDIS_URL names any node) or a Sentinel-managed primary.
+REDIS_TOPOLOGY_VARS = (
+    "REDIS_CLUSTER", "REDIS_SENTINELS", "REDIS_SENTINEL_SERVICE", "REDIS_MIN_REPLICAS",
+    "REDIS_REPLICA_TIMEOUT_MS",
+)
+
+
+def redis_topology() -> dict[str, str]:
+    return {k: os.environ[k] for k in REDIS_TOPOLOGY_VARS if os.environ.get(k)}
+
+
+def _sync_client(url: str, **options: Any) -> Any:
+    """A blocking client of the topology the environment names (one node, cluster, sentinel)."""
+    topo = redis_topology()
+    if topo.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"):
+        return redis_sync.RedisCluster.from_url(url, **options)
+    if topo.get("REDIS_SENTINELS"):
+        from redis.sentinel import Sentinel
+
+        from liquidity.connection import parse_sentinels
+
+        db = int(url.rsplit("/", 1)[-1] or 0) if url.count("/") >= 3 else 0
+        sentinel = Sentinel(parse_sentinels(topo["REDIS_SENTINELS"]), **options)
+        return sentinel.master_for(topo.get("REDIS_SENTINEL_SERVICE", ""), db=db, **options)
+    return redis_sync.Redis.from_url(url, **options)
+
+
 def reset_state(redis_url: str) -> None:
     for path in (ENV_FILE, CHAIN_FILE):
         path.unlink(missing_ok=True)
     for path in RUN.glob("temporal.db*"):
         path.unlink()
-    client = redis_sync.Redis.from_url(redis_url)
+    client = _sync_client(redis_url)
     deleted = 0
     for key in client.scan_iter(match=f"{LEDGER_PREFIX}*", count=1000):
         deleted += client.delete(key)
@@ -85,7 +113,7 @@ def reset_state(redis_url: str) -> None:
 
 def redis_answers(url: str) -> bool:
     try:
-        client = redis_sync.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = _sync_client(url, socket_connect_timeout=1, socket_timeout=1)
         ok = bool(client.ping())
         client.close()
         return ok
@@ -96,8 +124,13 @@ def redis_answers(url: str) -> bool:
 def ensure_redis(sup: Supervisor) -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_answers(url):
-        say(f"Redis: using {url}")
+        topo = redis_topology()
+        say(f"Redis: using {url}" + (f" ({', '.join(f'{k}={v}' for k, v in topo.items())})"
+                                     if topo else ""))
         return url
+    if redis_topology().get("REDIS_CLUSTER") or redis_topology().get("REDIS_SENTINELS"):
+        raise StackError(f"the Redis Cluster / Sentinel named by the environment does not answer "
+                         f"({url}, {redis_topology()}); start it first")
     server = shutil.which("redis-server")
     if server is None:
         raise StackError(
@@ -202,14 +235,22 @@ async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
 
     from chain.client import ChainClient
-    from liquidity.connection import connect_redis
-    from liquidity.ledger import Ledger
+    from core.settings import Settings
+    from liquidity.connection import redis_for
+    from liquidity.ledger import ledger_for
     from liquidity.reconcile import establish_pool
 
+    settings = Settings(
+        _env_file=None, redis_url=env["REDIS_URL"], ledger_prefix=env["LEDGER_PREFIX"],
+        redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
+        redis_sentinels=env.get("REDIS_SENTINELS", ""),
+        redis_sentinel_service=env.get("REDIS_SENTINEL_SERVICE", ""),
+        redis_min_replicas=int(env.get("REDIS_MIN_REPLICAS", "0")),
+    )
     chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    client = connect_redis(env["REDIS_URL"])
+    client = redis_for(settings)
     try:
-        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"])
+        ledger = ledger_for(settings, client)
         stats = await establish_pool(ledger, chain, pool_id)
     finally:
         await client.aclose()
@@ -297,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
             "API_PORT": str(api_port),
             "RESERVATION_TTL_SECONDS": os.environ.get("RESERVATION_TTL_SECONDS", "900"),
             "SETTLEMENT_GRACE_SECONDS": os.environ.get("SETTLEMENT_GRACE_SECONDS", "10"),
+            **redis_topology(),
         }
         write_env(values)
         env = {**base_env, **values}

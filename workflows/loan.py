@@ -337,8 +337,13 @@ class LoanWorkflow:
                 )
             case Frozen(reason=reason):
                 self._refuse("pool_frozen", "the pool is frozen", {"reason": reason})
-            case UnknownPool():
-                self._refuse("pool_unknown", "the pool is not known to the reservation ledger", {})
+            case UnknownPool(reason=reason):
+                # reason "failover" / "not_replicated": the ledger could not make the grant
+                # durable; it gave it back (fail closed), a retry with a new key may succeed.
+                self._refuse(
+                    "pool_unknown", "the pool is not known to the reservation ledger",
+                    {"reason": reason} if reason else {},
+                )
             case BorrowerLimitExceeded(exposure=exposure, required=required, limit=limit):
                 reason = "borrower exposure limit exceeded"
                 self._refuse(

@@ -31,7 +31,7 @@ from liquidity import (
     Reserved,
     SnapshotResult,
 )
-from tests.fixtures.redis import REDIS_URL, delete_prefix
+from tests.fixtures.redis import client_for, delete_prefix
 from tests.liquidity.invariants import check
 
 T = TypeVar("T")
@@ -207,9 +207,9 @@ class LedgerMachine(RuleBasedStateMachine):
         }
 
 
-def test_ledger_agrees_with_the_model() -> None:
+def test_ledger_agrees_with_the_model(redis_topology: tuple[str, str]) -> None:
     loop = asyncio.new_event_loop()
-    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    client = client_for(redis_topology)
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     LedgerMachine.loop = loop
     LedgerMachine.redis = client

@@ -19,9 +19,9 @@ FUNDED = 7 * UNIT
 
 
 async def test_twenty_concurrent_loans_for_ten_loans_of_liquidity(
-    saga_stack, deploy_pool, new_borrower
+    any_saga_stack, deploy_pool, new_borrower
 ):
-    stack = saga_stack
+    stack = any_saga_stack
     pool = await deploy_pool(liquidity=FUNDABLE * FUNDED)
     await stack.add_pool(pool)
     borrowers = await asyncio.gather(*(new_borrower(pool) for _ in range(LOANS)))
