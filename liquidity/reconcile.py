@@ -34,7 +34,7 @@ from chain.types import ChainEvent, PoolStats
 from core.models import LoanState
 from liquidity.keys import pool_keys
 from liquidity.ledger import Ledger
-from liquidity.tx_index import TxIndex
+from liquidity.tx_index import TxIndex, TxRef
 
 # States in which a loan workflow holds a reservation the chain may still consume.
 HOLDING_STATES = frozenset({LoanState.RESERVED, LoanState.SUBMITTED})
@@ -271,6 +271,7 @@ class Reconciler:
                 continue
             if loan.amount <= 0:
                 continue
+            await self._remap(pool_id, loan)
             expires_ms = loan.expires_at * 1000 + 999
             result = await self._ledger.restore(
                 pool_id, loan.loan_id, borrower=loan.borrower, amount=loan.amount,
@@ -309,12 +310,25 @@ class Reconciler:
                 report.orphans_released.append(loan_id)
         elif landed is not None:
             assert info.tx_hash is not None
+            await self._remap(pool_id, info)
             committed = await self._ledger.commit(pool_id, loan_id, ledger=landed)
             await self._directory.tell_settled(loan_id, info.tx_hash, landed)
             if committed.outcome == "committed":
                 report.committed.append(loan_id)
         elif info.state is None:
             report.undetermined.append(loan_id)
+        else:
+            await self._remap(pool_id, info)
+
+    async def _remap(self, pool_id: str, loan: LoanInfo) -> None:
+        """The loan's funding hash -> the loan, in case Redis lost it with the reservation: else
+        the watcher could not tell the loan its funding settled, and the explanation would count
+        the project's own funding as external."""
+        if loan.tx_hash and loan.expires_at is not None:
+            await self._tx_index.remap(
+                TxRef(tx_hash=loan.tx_hash, loan_id=loan.loan_id, pool_id=pool_id,
+                      expires_at=loan.expires_at)
+            )
 
     async def _landed(self, info: LoanInfo | None) -> int | None:
         """The ledger the loan's funding transaction succeeded in, if it did."""

@@ -95,6 +95,15 @@ class TxIndex:
             )
         return owner
 
+    async def remap(self, ref: TxRef) -> bool:
+        """Re-assert a hash's mapping that Redis may have lost (a failover, a flush): the open loan
+        knows its own funding hash. True when it was missing. Never overwrites a mapping."""
+        return bool(
+            await self._redis.set(
+                self._tx_key(ref.tx_hash), ref.model_dump_json(), ex=_RETENTION_SECONDS, nx=True
+            )
+        )
+
     async def release_claim(self, loan_id: str) -> None:
         """The loan gave its reservation back (cancelled, expired, failed): the borrower may open
         the next loan on the same sequence at once. Only the loan's own claim is dropped."""

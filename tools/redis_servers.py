@@ -104,6 +104,9 @@ def start_server(workdir: Path, port: int, *extra: str, config: str | None = Non
         "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log"),
         *extra,
     ]
+    if "--sentinel" not in extra:
+        # A replica's full sync starts at once instead of after the default 5 s delay.
+        args += ["--repl-diskless-sync-delay", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = Server(port=port, proc=proc, workdir=workdir, extra=extra, config=config)
     deadline = time.monotonic() + 10
@@ -282,7 +285,7 @@ def start_sentinel_group(
             started.append(rep)
             reps.append(rep)
         deadline = time.monotonic() + 20
-        while f"connected_slaves:{replicas}" not in primary.command("INFO", "replication"):
+        while primary.command("INFO", "replication").count("state=online") < replicas:
             if time.monotonic() > deadline:
                 raise RuntimeError("the replicas did not connect to the primary")
             time.sleep(0.05)
