@@ -431,7 +431,12 @@ async def main() -> None:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
-    devnet = start_devnet(ledger_interval=args.ledger_interval, passphrase=PASSPHRASE)
+    devnet = start_devnet(
+        ledger_interval=args.ledger_interval,
+        passphrase=PASSPHRASE,
+        default_reputation=100,  # fresh borrowers and vendor pass StepFi's checks
+        vendors_active_by_default=True,
+    )
     prefix = f"bench-e2e-{uuid.uuid4().hex[:10]}"
     settings = Settings(
         _env_file=None,

@@ -34,6 +34,12 @@ INSTANCE_KEYS = frozenset(
         "Symbol",
         "Decimals",
         "MinGuaranteeBps",
+        "VendorRegistry",
+        "Reputation",
+        "MinReputation",
+        "CreditLimitUnit",
+        "DefaultActive",
+        "DefaultScore",
     }
 )
 
