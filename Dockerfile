@@ -16,6 +16,8 @@ RUN mkdir -p core liquidity chain workflows activities api \
 COPY core ./core
 COPY liquidity ./liquidity
 COPY chain ./chain
+# The devnet is not part of the product wheel, but the image runs it as the embedded chain.
+COPY devnet ./devnet
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api

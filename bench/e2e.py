@@ -59,7 +59,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.bare import BareWorkflow, IndexedBareWorkflow
 from chain.client import ChainClient
-from chain.devnet_kit import deploy_pool, new_funded_keypair, start_devnet
+from devnet.kit import deploy_pool, new_funded_keypair, start_devnet
 from chain.envelope import sign_envelope
 from core.models import (
     Installment,

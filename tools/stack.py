@@ -163,7 +163,7 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    argv = [PY, "-m", "chain.devnet", "--port", str(port), "--ledger-interval",
+    argv = [PY, "-m", "devnet", "--port", str(port), "--ledger-interval",
             os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
     child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
@@ -185,7 +185,7 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
     log = LOGS / "bootstrap.log"
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
+            [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
              "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
              "--out", str(CHAIN_FILE)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)

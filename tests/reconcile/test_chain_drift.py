@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chain.devnet_kit import create_loan_direct, repay_loan
+from devnet.kit import create_loan_direct, repay_loan
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import terms_for

@@ -4,7 +4,7 @@ loan, which reaches FUNDED; the locked change is explained by our own funding.""
 
 from __future__ import annotations
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import LoanOffer, LoanState
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import signed

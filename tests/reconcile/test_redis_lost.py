@@ -5,7 +5,7 @@ One of the open loans settled on chain meanwhile: restored, then committed in th
 
 from __future__ import annotations
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import signed

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import LoanOffer, LoanState, Submitted
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import LoanOffer, LoanState
 from tests.fixtures.temporal import start_temporal
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state

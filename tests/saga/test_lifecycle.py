@@ -9,7 +9,7 @@ import uuid
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from chain.devnet_kit import create_loan_direct, wait_for_tx
+from devnet.kit import create_loan_direct, wait_for_tx
 from core.models import (
     Cancel,
     Installment,

@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState, SettlementFailed, Submitted
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_view
 from worker import build_worker

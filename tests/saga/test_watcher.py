@@ -9,7 +9,7 @@ import uuid
 
 from stellar_sdk import StrKey
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from chain.types import TxStatus
 from core.models import LoanOffer, LoanState
 from liquidity.reconcile import establish_pool

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from chain.client import ChainClient
-from chain.devnet_kit import (
+from devnet.kit import (
     DevnetProcess,
     deploy_pool,
     new_funded_keypair,

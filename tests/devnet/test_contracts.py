@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from stellar_sdk import Keypair, scval
 
-from chain.devnet_kit import (
+from devnet.kit import (
     create_loan_direct,
     deposit,
     fund_account,

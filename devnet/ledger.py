@@ -18,9 +18,9 @@ from typing import Any
 from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses, xdrgen
-from chain.devnet.contracts import REGISTRY
-from chain.devnet.host import (
+from devnet import addresses, xdrgen
+from devnet.contracts import REGISTRY
+from devnet.host import (
     INSTANCE_KEYS,
     Host,
     HostError,
