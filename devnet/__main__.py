@@ -8,10 +8,10 @@ import logging
 
 from aiohttp import web
 
-from devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
-from devnet.rpc import DevnetServer
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
+from devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
+from devnet.rpc import DevnetServer
 
 
 def main(argv: list[str] | None = None) -> None:

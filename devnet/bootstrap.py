@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from chain.client import ChainClient
-from devnet.kit import deploy_pool, new_funded_keypair
 from core.money import STROOPS_PER_UNIT, to_stroops
 from core.settings import get_settings
+from devnet.kit import deploy_pool, new_funded_keypair
 
 
 async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers: int,

@@ -18,6 +18,8 @@ from typing import Any
 from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
 
+from chain.envelope import Envelope, decode_envelope
+from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 from devnet import addresses, xdrgen
 from devnet.contracts import REGISTRY
 from devnet.host import (
@@ -28,8 +30,6 @@ from devnet.host import (
     Storage,
     contract_id_from_seed,
 )
-from chain.envelope import Envelope, decode_envelope
-from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 
 TRC = sx.TransactionResultCode
 PROTOCOL_VERSION = 23

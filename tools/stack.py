@@ -137,10 +137,11 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
 
 
 def temporal_answers(address: str) -> bool:
-    from temporalio.client import Client
+    from core.settings import Settings
+    from runtime.clients import temporal_client
 
     async def probe() -> bool:
-        client = await Client.connect(address)
+        client = await temporal_client(Settings(_env_file=None, temporal_address=address))
         return bool(await client.service_client.check_health())
 
     if not tcp_open(int(address.rsplit(":", 1)[1])):
@@ -201,19 +202,12 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
 
-    from chain.client import ChainClient
-    from liquidity.connection import connect_redis
-    from liquidity.ledger import Ledger
-    from liquidity.reconcile import establish_pool
+    from core.settings import Settings
+    from reconcile.reconciler import establish_pool
+    from runtime.clients import open_clients
 
-    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    client = connect_redis(env["REDIS_URL"])
-    try:
-        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"])
-        stats = await establish_pool(ledger, chain, pool_id)
-    finally:
-        await client.aclose()
-        await chain.close()
+    async with open_clients(Settings.from_env(env)) as clients:
+        stats = await establish_pool(clients.ledger, clients.chain, pool_id)
     return {"ledger": stats.ledger, "total": stats.total_liquidity,
             "available": stats.available_liquidity}
 

@@ -13,11 +13,11 @@ from stellar_sdk import xdr as sx
 
 from chain import decode
 from chain.client import ChainClient
-from devnet.kit import DevnetProcess, devnet_call, wait_for_tx
-from devnet.kit import deploy_pool as kit_deploy_pool
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from devnet.kit import DevnetProcess, devnet_call, wait_for_tx
+from devnet.kit import deploy_pool as kit_deploy_pool
 from tests.chain.helpers import UNIT, expiry, loan_terms
 from tests.fixtures.devnet import running_devnet
 
