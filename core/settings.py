@@ -4,7 +4,9 @@ between the API, the worker and the watcher."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +60,19 @@ class Settings(BaseSettings):
     admin_token: str = "change-me"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings a child process started with `env` reads (the inverse of `as_env`), for
+        tools that prepare an environment before any process of the stack runs."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(name.upper())
+            if raw is None:
+                continue
+            origin = getattr(field.annotation, "__origin__", None)
+            values[name] = json.loads(raw) if origin in (dict, list) else raw
+        return cls(_env_file=None, **values)
 
     def as_env(self) -> dict[str, str]:
         """Environment variables that make a child process (worker.py, watcher.py) read these

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from stellar_sdk import Keypair
 
-from chain.devnet_kit import deploy_pool, devnet_call, set_reputation, set_vendor
+from devnet.kit import deploy_pool, devnet_call, set_reputation, set_vendor
 from tests.api.helpers import assert_error, key, loan_body
 
 UNIT = 10_000_000

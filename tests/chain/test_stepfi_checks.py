@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from stellar_sdk import Keypair
 
-from chain.devnet_kit import (
+from devnet.kit import (
     create_loan_direct,
     deploy_pool,
     devnet_call,
@@ -166,7 +166,7 @@ async def test_stepfi_defaults_unregistered_vendor_and_unscored_borrower() -> No
 
 
 async def test_admin_calls_refuse_bad_params(devnet) -> None:  # type: ignore[no-untyped-def]
-    from chain.devnet_kit import DevnetError
+    from devnet.kit import DevnetError
 
     with pytest.raises(DevnetError, match="score must be between"):
         await set_reputation(devnet.rpc_url, Keypair.random().public_key, 101)

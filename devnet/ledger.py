@@ -18,9 +18,11 @@ from typing import Any
 from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses, xdrgen
-from chain.devnet.contracts import REGISTRY
-from chain.devnet.host import (
+from chain.envelope import Envelope, decode_envelope
+from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
+from devnet import addresses, xdrgen
+from devnet.contracts import REGISTRY
+from devnet.host import (
     INSTANCE_KEYS,
     Host,
     HostError,
@@ -28,8 +30,6 @@ from chain.devnet.host import (
     Storage,
     contract_id_from_seed,
 )
-from chain.envelope import Envelope, decode_envelope
-from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 
 TRC = sx.TransactionResultCode
 PROTOCOL_VERSION = 23
@@ -288,7 +288,7 @@ class Chain:
 
     def set_reputation(self, user: str, score: int) -> None:
         """Devnet-only: the reputation contract's updater sets a user's score (0-100)."""
-        from chain.devnet.contracts import REPUTATION_MAX_SCORE
+        from devnet.contracts import REPUTATION_MAX_SCORE
 
         self._account_id(user, "user")
         if not 0 <= score <= REPUTATION_MAX_SCORE:

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from chain.errors import ChainRefusal
 from chain.types import TxStatus
 from core.models import LoanTerms
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_XLM = 10_000 * 10_000_000  # 10k XLM in stroops: plenty for fees
 
 
@@ -55,7 +57,7 @@ def free_port() -> int:
 
 @dataclass
 class DevnetProcess:
-    """A `python -m chain.devnet` child process; stop it with `stop()` (by its own PID)."""
+    """A `python -m devnet` child process; stop it with `stop()` (by its own PID)."""
 
     rpc_url: str
     passphrase: str
@@ -100,7 +102,7 @@ def start_devnet(
             [
                 sys.executable,
                 "-m",
-                "chain.devnet",
+                "devnet",
                 "--port",
                 str(chosen),
                 "--ledger-interval",
@@ -121,6 +123,7 @@ def start_devnet(
             ],
             stdout=log,
             stderr=log,
+            cwd=REPO_ROOT,  # the devnet is not installed with the product: run it from the tree
         )
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline and proc.poll() is None:

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from chain.devnet.ledger import FRIENDBOT_XLM, PROTOCOL_VERSION, Chain, RpcError
+from devnet.ledger import FRIENDBOT_XLM, PROTOCOL_VERSION, Chain, RpcError
 
-log = logging.getLogger("chain.devnet")
+log = logging.getLogger("devnet")
 
 Params = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""`python -m chain.devnet --port N [--host H] [--ledger-interval S] [--passphrase P]
+"""`python -m devnet --port N [--host H] [--ledger-interval S] [--passphrase P]
 [--retention-ledgers L] [--default-reputation N] [--vendors-active-by-default]`."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import logging
 
 from aiohttp import web
 
-from chain.devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
-from chain.devnet.rpc import DevnetServer
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
+from devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
+from devnet.rpc import DevnetServer
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chain.devnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devnet", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(

@@ -8,7 +8,10 @@ import asyncio
 import pytest
 from stellar_sdk import Keypair, scval
 
-from chain.devnet_kit import (
+from chain.envelope import sign_envelope
+from chain.errors import ChainRefusal
+from chain.types import FailureReason
+from devnet.kit import (
     create_loan_direct,
     deposit,
     fund_account,
@@ -18,9 +21,6 @@ from chain.devnet_kit import (
     wait_for_tx,
     withdraw,
 )
-from chain.envelope import sign_envelope
-from chain.errors import ChainRefusal
-from chain.types import FailureReason
 from tests.chain.helpers import UNIT, expiry, loan_terms
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses
-from chain.devnet.host import (
+from devnet import addresses
+from devnet.host import (
     ContractFn,
     Host,
     HostError,

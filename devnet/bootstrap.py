@@ -1,4 +1,4 @@
-"""`python -m chain.bootstrap --rpc-url URL [--liquidity UNITS] [--borrowers N] [--out FILE]`
+"""`python -m devnet.bootstrap --rpc-url URL [--liquidity UNITS] [--borrowers N] [--out FILE]`
 
 Deploys one pool + creditline on a running devnet, seeds LP liquidity with a real deposit, funds
 N demo borrowers (XLM for fees, tokens for guarantees, a passing reputation score) and a vendor
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from chain.client import ChainClient
-from chain.devnet_kit import deploy_pool, new_funded_keypair, set_reputation, set_vendor
 from core.money import STROOPS_PER_UNIT, to_stroops
 from core.settings import get_settings
+from devnet.kit import deploy_pool, new_funded_keypair, set_reputation, set_vendor
 
 DEMO_REPUTATION = 100  # StepFi's top tier: credit limit 10 000 units
 
@@ -58,7 +58,7 @@ async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chain.bootstrap", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devnet.bootstrap", description=__doc__)
     parser.add_argument("--rpc-url", default=None, help="default: settings.rpc_url")
     parser.add_argument("--passphrase", default=None, help="default: settings.network_passphrase")
     parser.add_argument("--liquidity", default="1000000", help="LP liquidity in token units")
