@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from stellar_sdk import Keypair
 
+from chain.errors import ChainRefusal
+from chain.types import FailureReason
 from devnet.kit import (
     create_loan_direct,
     deploy_pool,
@@ -15,8 +17,6 @@ from devnet.kit import (
     set_reputation,
     set_vendor,
 )
-from chain.errors import ChainRefusal
-from chain.types import FailureReason
 from tests.chain.helpers import UNIT, expiry, loan_terms
 from tests.fixtures.devnet import client_of, running_devnet
 
