@@ -98,18 +98,6 @@ def connect_redis(
     return aioredis.Redis.from_pool(pool)
 
 
-def redis_for(settings: Any, *, max_connections: int = 256) -> RedisClient:
-    """The client the settings describe (core.settings.Settings: redis_url, redis_cluster,
-    redis_sentinels, redis_sentinel_service)."""
-    return connect_redis(
-        settings.redis_url,
-        max_connections=max_connections,
-        cluster=settings.redis_cluster,
-        sentinels=settings.redis_sentinels,
-        sentinel_service=settings.redis_sentinel_service,
-    )
-
-
 def is_cluster(redis: Any) -> bool:
     return isinstance(redis, RedisCluster)
 

@@ -359,20 +359,3 @@ class Ledger:
         """Deletes every ledger key of the pool (tests, ops); the pool becomes unknown."""
         await self._redis.delete(*self.keys(pool_id).ordered())
 
-
-def ledger_for(settings: Any, redis: RedisClient) -> Ledger:
-    """The ledger every process builds from the shared settings (core.settings.Settings), so the
-    worker, the API, the watcher and the tools agree on prefix, buffer and durability."""
-    if settings.redis_cluster and settings.redis_min_replicas:
-        raise ValueError(
-            "REDIS_MIN_REPLICAS needs one primary (single node or Sentinel): WAIT must follow a "
-            "write on its own connection, which a cluster client does not pin"
-        )
-    return Ledger(
-        redis,
-        prefix=settings.ledger_prefix,
-        safety_buffer=settings.safety_buffer_stroops,
-        min_replicas=settings.redis_min_replicas,
-        replica_timeout_ms=settings.redis_replica_timeout_ms,
-        failover_check=bool(settings.redis_sentinels) and settings.redis_min_replicas == 0,
-    )

@@ -170,10 +170,11 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
 
 
 def temporal_answers(address: str) -> bool:
-    from temporalio.client import Client
+    from core.settings import Settings
+    from runtime.clients import temporal_client
 
     async def probe() -> bool:
-        client = await Client.connect(address)
+        client = await temporal_client(Settings(_env_file=None, temporal_address=address))
         return bool(await client.service_client.check_health())
 
     if not tcp_open(int(address.rsplit(":", 1)[1])):
@@ -196,7 +197,7 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    argv = [PY, "-m", "chain.devnet", "--port", str(port), "--ledger-interval",
+    argv = [PY, "-m", "devnet", "--port", str(port), "--ledger-interval",
             os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
     child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
@@ -218,7 +219,7 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
     log = LOGS / "bootstrap.log"
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
+            [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
              "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
              "--out", str(CHAIN_FILE)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
@@ -234,27 +235,12 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
 
-    from chain.client import ChainClient
     from core.settings import Settings
-    from liquidity.connection import redis_for
-    from liquidity.ledger import ledger_for
-    from liquidity.reconcile import establish_pool
+    from reconcile.reconciler import establish_pool
+    from runtime.clients import open_clients
 
-    settings = Settings(
-        _env_file=None, redis_url=env["REDIS_URL"], ledger_prefix=env["LEDGER_PREFIX"],
-        redis_cluster=env.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes"),
-        redis_sentinels=env.get("REDIS_SENTINELS", ""),
-        redis_sentinel_service=env.get("REDIS_SENTINEL_SERVICE", ""),
-        redis_min_replicas=int(env.get("REDIS_MIN_REPLICAS", "0")),
-    )
-    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    client = redis_for(settings)
-    try:
-        ledger = ledger_for(settings, client)
-        stats = await establish_pool(ledger, chain, pool_id)
-    finally:
-        await client.aclose()
-        await chain.close()
+    async with open_clients(Settings.from_env(env)) as clients:
+        stats = await establish_pool(clients.ledger, clients.chain, pool_id)
     return {"ledger": stats.ledger, "total": stats.total_liquidity,
             "available": stats.available_liquidity}
 
