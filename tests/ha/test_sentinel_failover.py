@@ -17,7 +17,7 @@ import asyncio
 import os
 import signal
 
-from chain.devnet_kit import wait_for_tx
+from devnet.kit import wait_for_tx
 from core.models import LoanOffer, LoanRefusal, LoanState, Submitted
 from tests.ha.conftest import wait_until
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
