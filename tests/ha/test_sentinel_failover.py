@@ -17,8 +17,8 @@ import asyncio
 import os
 import signal
 
-from devnet.kit import wait_for_tx
 from core.models import LoanOffer, LoanRefusal, LoanState, Submitted
+from devnet.kit import wait_for_tx
 from tests.ha.conftest import wait_until
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from tools.redis_servers import restart
