@@ -9,10 +9,12 @@ raise and are retried under the workflow's retry policy.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
 from temporalio import activity
+from temporalio.client import Client
 
 from chain.client import ChainClient
 from chain.errors import ChainRefusal
@@ -21,7 +23,7 @@ from core.models import LoanTerms
 from core.settings import Settings
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
-from liquidity.types import CommitResult, ReleaseResult, ReserveResult
+from liquidity.types import CommitResult, ReleaseResult, Reserved, ReserveResult
 
 from .credit_policy import declines
 
@@ -80,16 +82,27 @@ class WatchRequest(BaseModel):
     until: int
 
 
+class OpenLoanJournal(Protocol):
+    """A durable record of the loans that may hold a reservation (workflows/loan_journal.py)."""
+
+    async def record(self, loan_id: str, pool_id: str, hold_until_ms: int) -> None: ...
+
+
+JournalFactory = Callable[[Client], OpenLoanJournal]
+
+
 class LoanActivities:
     """Holds the process-wide clients; one instance is registered with the worker."""
 
     def __init__(
-        self, *, settings: Settings, ledger: Ledger, chain: ChainClient, tx_index: TxIndex
+        self, *, settings: Settings, ledger: Ledger, chain: ChainClient, tx_index: TxIndex,
+        journal: JournalFactory | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
         self._chain = chain
         self._tx_index = tx_index
+        self._journal = journal
 
     @activity.defn(name="loan.assess")
     async def assess(self, request: AssessRequest) -> Assessment:
@@ -108,6 +121,12 @@ class LoanActivities:
             grace_ms=self._settings.settlement_grace_seconds * 1000,
             borrower_limit=self._settings.borrower_limit_stroops,
         )
+        if isinstance(result, Reserved) and self._journal is not None:
+            # Journaled before this activity returns, so before any XDR can leave the saga: a
+            # restore after a loss finds this loan however fresh it is (workflows/loan_journal).
+            await self._journal(activity.client()).record(
+                request.loan_id, request.pool_id, result.hold_until_ms
+            )
         return ReserveOutcome(result=result)
 
     @activity.defn(name="loan.build_funding")

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     watcher_id: str = ""  # empty: <hostname>:<pid>
     watcher_lease_seconds: int = 5  # a crashed watcher's standby takes over within this
 
+    # Open-loan journal (workflows/loan_journal.py): every grant is recorded in one of this many
+    # journal workflows before the XDR leaves, so a restore after a Redis loss is exact. 0: off
+    # (restore then relies on Temporal visibility alone, which lags).
+    loan_journal_shards: int = 8
+
     # Reconciler.
     reconcile_interval_seconds: int = 60
     drift_freeze_threshold_stroops: int = 0

@@ -8,6 +8,7 @@ anything cut short is retried by Temporal on another (or the restarted) worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ from core.settings import Settings
 from runtime.clients import Clients, open_clients, temporal_client
 from workflows.loan import LoanWorkflow
 from workflows.loan_directory import TemporalLoanDirectory
+from workflows.loan_journal import LoanJournalWorkflow
+from workflows.loan_journal_client import TemporalLoanJournal
 from workflows.reconcile import ReconcileWorkflow
 from workflows.reconcile_client import ensure_reconcile_schedule
 
@@ -44,16 +47,25 @@ def keep_bytecode_cache() -> None:
 def registrations(clients: Clients) -> tuple[list[type], list[Callable[..., Any]]]:
     """Every workflow class and activity callable this worker hosts."""
     workflows: list[type] = [LoanWorkflow]
+    settings = clients.settings
+    journal: functools.partial[TemporalLoanJournal] | None = None
+    if settings.loan_journal_shards > 0:
+        workflows.append(LoanJournalWorkflow)
+        journal = functools.partial(
+            TemporalLoanJournal, task_queue=settings.task_queue,
+            shards=settings.loan_journal_shards,
+        )
     loan_activities = LoanActivities(
-        settings=clients.settings, ledger=clients.ledger, chain=clients.chain,
-        tx_index=clients.tx_index,
+        settings=settings, ledger=clients.ledger, chain=clients.chain,
+        tx_index=clients.tx_index, journal=journal,
     )
     activities: list[Callable[..., Any]] = list(loan_activities.all())  # type: ignore[arg-type]
 
     workflows.append(ReconcileWorkflow)
     reconcile_activities = ReconcileActivities(
         settings=clients.settings, ledger=clients.ledger, chain=clients.chain,
-        tx_index=clients.tx_index, reports=clients.reports, directory=TemporalLoanDirectory,
+        tx_index=clients.tx_index, reports=clients.reports,
+        directory=functools.partial(TemporalLoanDirectory, journal=journal),
     )
     activities += reconcile_activities.all()  # type: ignore[arg-type]
     return workflows, activities

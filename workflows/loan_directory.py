@@ -10,7 +10,10 @@ one per run, so activities/ never imports workflows/.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -20,6 +23,8 @@ from core.models import LoanState, LoanView, Settled
 from reconcile.reconciler import LoanInfo
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import LoanClosed, LoanNotFound, loan_handle, signal_settled
+from workflows.loan_journal import KEEP_PAST_HOLD_MS
+from workflows.loan_journal_client import TemporalLoanJournal
 from workflows.search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -27,9 +32,15 @@ _CONTRACT_ID = re.compile(r"^[A-Z0-9]{1,128}$")
 
 
 class TemporalLoanDirectory:
-    def __init__(self, client: Client, *, query_timeout: timedelta = QUERY_TIMEOUT) -> None:
+    def __init__(
+        self, client: Client, *, query_timeout: timedelta = QUERY_TIMEOUT,
+        journal: Callable[[Client], TemporalLoanJournal] | None = None,
+    ) -> None:
+        """`journal`: the open-loan journal's factory (workflows/loan_journal.py); with it, a
+        pool's open loans are visibility's list plus every journaled loan, asked by id."""
         self._client = client
         self._timeout = query_timeout
+        self._journal = journal(client) if journal is not None else None
 
     async def _view(self, handle: WorkflowHandle[LoanWorkflow, LoanView]) -> LoanView | None:
         try:
@@ -74,6 +85,19 @@ class TemporalLoanDirectory:
                     expires_at=int(expires.timestamp()) if expires else None,
                 )
             )
+        if self._journal is not None:
+            # Visibility lags; the journal does not: every loan granted a reservation whose hold
+            # has not ended is in it. Ask each one missing from the list by id (strongly
+            # consistent: describe + query of the loan's own workflow).
+            listed = {loan.loan_id for loan in loans}
+            now_ms = int(time.time() * 1000)
+            missing = sorted(
+                {e.loan_id for e in await self._journal.entries(pool_id)
+                 if e.hold_until_ms + KEEP_PAST_HOLD_MS >= now_ms} - listed
+            )
+            for info in await asyncio.gather(*(self.lookup(loan_id) for loan_id in missing)):
+                if info is not None and info.open:
+                    loans.append(info)
         return loans
 
     async def tell_settled(self, loan_id: str, tx_hash: str, ledger: int) -> None:
