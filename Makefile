@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck demo bench-ledger bench-e2e clean
+.PHONY: venv run test lint typecheck demo bench-ledger bench-e2e bench-scale clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,9 @@ bench-ledger: venv
 
 bench-e2e: venv
 	$(PY) -m bench.e2e
+
+bench-scale: venv
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis
