@@ -40,7 +40,8 @@ class TokenOut(BaseModel):
 
 
 def _refused(exc: ChallengeRefused) -> ApiError:
-    return ApiError(400, "invalid_challenge", exc.message, {"reason": exc.reason})
+    code = "invalid_account" if exc.reason == "invalid_account" else "invalid_challenge"
+    return ApiError(400, code, exc.message, {"reason": exc.reason})
 
 
 @router.get("/v1/auth", response_model=ChallengeOut, responses=ERRORS,

@@ -42,6 +42,7 @@ class ApiServer:
     settings: Any
     keys: ApiKeyStore  # the key store the API reads (same Redis, same prefix)
     full_key: str  # an API key with every scope: what the `http` client sends
+    app: Any  # the FastAPI app being served (app.state.services once started)
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +55,9 @@ async def api_server(saga_stack: Any) -> AsyncIterator[ApiServer]:
     settings.public_url = f"http://127.0.0.1:{port}"
     keys = ApiKeyStore(saga_stack.redis, prefix=settings.ledger_prefix)
     _, full_key = await keys.create("tests: every scope", SCOPES)
-    config = uvicorn.Config(create_app(saga_stack.settings), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="api-under-test")
     for _ in range(200):
@@ -63,7 +65,7 @@ async def api_server(saga_stack: Any) -> AsyncIterator[ApiServer]:
             break
         await asyncio.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield ApiServer(f"http://127.0.0.1:{port}", settings, keys, full_key)
+    yield ApiServer(f"http://127.0.0.1:{port}", settings, keys, full_key, app)
     server.should_exit = True
     await asyncio.wait_for(task, timeout=15)
 
