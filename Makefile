@@ -23,7 +23,7 @@ test: venv lint
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core liquidity chain workflows activities api tools worker.py watcher.py
+	$(VENV)/bin/mypy core liquidity chain devnet reconcile runtime settlement workflows activities api tools worker.py watcher.py
 
 demo: venv
 	$(PY) -m tools.demo

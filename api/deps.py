@@ -23,9 +23,9 @@ from api.auth.tokens import SessionTokens
 from api.errors import ApiError
 from chain.client import ChainClient
 from core.settings import Settings
-from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
-from workflows import loan_client
+from reconcile.reconciler import ReportStore
+from runtime import clients
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Services:
     redis: aioredis.Redis
     ledger: Ledger
     chain: ChainClient
+    reports: ReportStore
     keys: ApiKeyStore
     sep10: Sep10
     tokens: SessionTokens
@@ -42,13 +43,9 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        redis = connect_redis(settings.redis_url)
-        ledger = Ledger(redis, prefix=settings.ledger_prefix,
-                        safety_buffer=settings.safety_buffer_stroops)
-        chain = ChainClient(settings.rpc_url, settings.network_passphrase,
-                            base_fee=settings.base_fee)
+        built = clients.Clients.open(settings)
         endpoint = web_auth_endpoint(settings)
-        sep10 = Sep10(redis, prefix=settings.ledger_prefix,
+        sep10 = Sep10(built.redis, prefix=settings.ledger_prefix,
                       signing_secret=settings.sep10_signing_secret,
                       home_domain=settings.sep10_home_domain,
                       web_auth_domain=urlsplit(endpoint).netloc,
@@ -56,9 +53,9 @@ class Services:
                       challenge_ttl_seconds=settings.sep10_challenge_ttl_seconds)
         tokens = SessionTokens(settings.jwt_secret, issuer=endpoint,
                                ttl_seconds=settings.jwt_ttl_seconds)
-        return cls(settings=settings, redis=redis, ledger=ledger, chain=chain,
-                   keys=ApiKeyStore(redis, prefix=settings.ledger_prefix), sep10=sep10,
-                   tokens=tokens)
+        return cls(settings=settings, redis=built.redis, ledger=built.ledger, chain=built.chain,
+                   reports=built.reports, keys=ApiKeyStore.of(settings, built.redis),
+                   sep10=sep10, tokens=tokens)
 
     async def temporal(self) -> Client:
         if self._temporal is not None:
@@ -67,7 +64,7 @@ class Services:
             if self._temporal is None:
                 try:
                     self._temporal = await asyncio.wait_for(
-                        loan_client.connect(self.settings), timeout=5)
+                        clients.temporal_client(self.settings), timeout=5)
                 except Exception as exc:
                     raise ApiError(503, "temporal_unavailable",
                                    "the saga engine (Temporal) is not reachable",

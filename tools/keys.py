@@ -19,15 +19,15 @@ from collections.abc import Sequence
 from api.auth.keys import ApiKey, ApiKeyStore, UnknownScope
 from api.auth.principal import SCOPES
 from core.settings import Settings
-from liquidity.connection import connect_redis
+from runtime.clients import redis_client
 
 
-async def create_key(redis_url: str, prefix: str, name: str, scopes: Sequence[str], *,
+async def create_key(settings: Settings, name: str, scopes: Sequence[str], *,
                      rate_per_minute: int | None = None,
                      max_unsigned: int | None = None) -> tuple[ApiKey, str]:
-    client = connect_redis(redis_url)
+    client = redis_client(settings)
     try:
-        return await ApiKeyStore(client, prefix=prefix).create(
+        return await ApiKeyStore.of(settings, client).create(
             name, scopes, rate_per_minute=rate_per_minute, max_unsigned=max_unsigned)
     finally:
         await client.aclose()
@@ -40,8 +40,7 @@ def _when(ms: int | None) -> str:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "create":
         try:
-            key, token = await create_key(settings.redis_url, settings.ledger_prefix, args.name,
-                                          args.scopes.split(","),
+            key, token = await create_key(settings, args.name, args.scopes.split(","),
                                           rate_per_minute=args.rate_per_minute,
                                           max_unsigned=args.max_unsigned)
         except UnknownScope as exc:
@@ -50,9 +49,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"id      {key.id}\nname    {key.name}\nscopes  {' '.join(key.scopes)}")
         print(f"key     {token}\n(shown once: store it now; send it as Authorization: Bearer)")
         return 0
-    client = connect_redis(settings.redis_url)
+    client = redis_client(settings)
     try:
-        store = ApiKeyStore(client, prefix=settings.ledger_prefix)
+        store = ApiKeyStore.of(settings, client)
         if args.command == "list":
             keys = await store.list()
             print(f"{'id':16}  {'created (UTC)':19}  {'revoked (UTC)':19}  scopes / name")

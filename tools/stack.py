@@ -137,10 +137,11 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
 
 
 def temporal_answers(address: str) -> bool:
-    from temporalio.client import Client
+    from core.settings import Settings
+    from runtime.clients import temporal_client
 
     async def probe() -> bool:
-        client = await Client.connect(address)
+        client = await temporal_client(Settings(_env_file=None, temporal_address=address))
         return bool(await client.service_client.check_health())
 
     if not tcp_open(int(address.rsplit(":", 1)[1])):
@@ -163,7 +164,7 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    argv = [PY, "-m", "chain.devnet", "--port", str(port), "--ledger-interval",
+    argv = [PY, "-m", "devnet", "--port", str(port), "--ledger-interval",
             os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
     child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
@@ -185,7 +186,7 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
     log = LOGS / "bootstrap.log"
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
+            [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
              "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
              "--out", str(CHAIN_FILE)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
@@ -201,19 +202,12 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
 
-    from chain.client import ChainClient
-    from liquidity.connection import connect_redis
-    from liquidity.ledger import Ledger
-    from liquidity.reconcile import establish_pool
+    from core.settings import Settings
+    from reconcile.reconciler import establish_pool
+    from runtime.clients import open_clients
 
-    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    client = connect_redis(env["REDIS_URL"])
-    try:
-        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"])
-        stats = await establish_pool(ledger, chain, pool_id)
-    finally:
-        await client.aclose()
-        await chain.close()
+    async with open_clients(Settings.from_env(env)) as clients:
+        stats = await establish_pool(clients.ledger, clients.chain, pool_id)
     return {"ledger": stats.ledger, "total": stats.total_liquidity,
             "available": stats.available_liquidity}
 
@@ -263,14 +257,18 @@ def read_env(path: Path = ENV_FILE) -> dict[str, str]:
     return values
 
 
-def create_stack_keys(redis_url: str, prefix: str = LEDGER_PREFIX) -> dict[str, str]:
-    """The platform's key (no operator scope) and an operator's, in the ledger's Redis."""
+def create_stack_keys(env: dict[str, str]) -> dict[str, str]:
+    """The platform's key (no operator scope) and an operator's, in the ledger's Redis
+    (REDIS_URL and LEDGER_PREFIX of `env`)."""
+    from core.settings import Settings
     from tools.keys import create_key
 
+    settings = Settings.from_env(env)
+
     async def both() -> dict[str, str]:
-        _, platform = await create_key(redis_url, prefix, "stack: platform",
+        _, platform = await create_key(settings, "stack: platform",
                                        ["loans:write", "loans:read", "pools:read"])
-        _, operator = await create_key(redis_url, prefix, "stack: operator", ["operator"])
+        _, operator = await create_key(settings, "stack: operator", ["operator"])
         return {"PLATFORM_API_KEY": platform, "OPERATOR_API_KEY": operator}
 
     return asyncio.run(both())
@@ -344,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             "RESERVATION_TTL_SECONDS": os.environ.get("RESERVATION_TTL_SECONDS", "900"),
             "SETTLEMENT_GRACE_SECONDS": os.environ.get("SETTLEMENT_GRACE_SECONDS", "10"),
         }
-        values.update(create_stack_keys(redis_url))
+        values.update(create_stack_keys(values))
         write_env(values)
         env = {**base_env, **values}
         establish = asyncio.run(establish_pool(env, chain["pool_id"]))

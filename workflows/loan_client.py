@@ -17,7 +17,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -32,7 +31,6 @@ from core.models import (
     SettlementFailed,
     Submitted,
 )
-from core.settings import Settings
 
 from .loan import LoanWorkflow
 from .search_attributes import initial_loan_attributes
@@ -53,14 +51,6 @@ class LoanOpenFailed(Exception):
 
 def loan_workflow_id(loan_id: str) -> str:
     return f"loan-{loan_id}"
-
-
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
 
 
 async def open_loan(

@@ -22,6 +22,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from api.auth.principal import SCOPES, Principal
+from core.settings import Settings
 
 TOKEN_PREFIX = "lsk_"
 _TOKEN = re.compile(r"^lsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -76,6 +77,11 @@ class ApiKeyStore:
     def __init__(self, redis: aioredis.Redis, *, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+
+    @classmethod
+    def of(cls, settings: Settings, redis: aioredis.Redis) -> ApiKeyStore:
+        """The store every process of a deployment shares (the ledger's Redis and prefix)."""
+        return cls(redis, prefix=settings.ledger_prefix)
 
     def _key(self, key_id: str) -> str:
         return f"{self._prefix}:auth:key:{key_id}"
