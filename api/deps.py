@@ -16,11 +16,13 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from temporalio.client import Client
 
+from api.auth.admission import Admission
 from api.auth.deps import OperatorDep
 from api.auth.keys import ApiKeyStore
 from api.auth.sep10 import Sep10
 from api.auth.tokens import SessionTokens
 from api.errors import ApiError
+from api.squatting import SquattingGuard
 from chain.client import ChainClient
 from core.settings import Settings
 from liquidity.ledger import Ledger
@@ -38,6 +40,7 @@ class Services:
     keys: ApiKeyStore
     sep10: Sep10
     tokens: SessionTokens
+    squatting: SquattingGuard
     _temporal: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -55,7 +58,8 @@ class Services:
                                ttl_seconds=settings.jwt_ttl_seconds)
         return cls(settings=settings, redis=built.redis, ledger=built.ledger, chain=built.chain,
                    reports=built.reports, keys=ApiKeyStore.of(settings, built.redis),
-                   sep10=sep10, tokens=tokens)
+                   sep10=sep10, tokens=tokens, squatting=SquattingGuard(
+                       Admission(built.redis, prefix=settings.ledger_prefix), settings))
 
     async def temporal(self) -> Client:
         if self._temporal is not None:

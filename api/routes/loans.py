@@ -63,6 +63,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 423, 503)
 }
 NOT_YOURS = "a borrower token acts only on its own account's loans"
+OPEN_MARGIN_S = 30  # admission counts a loan from before its reservation exists
 
 
 def loan_id_for(idempotency_key: str, caller: Principal | None = None) -> str:
@@ -176,6 +177,10 @@ async def open_loan(
     nonce = uuid.uuid4().hex
     loan = LoanInput(loan_id=loan_id, pool_id=body.pool_id, creditline_id=creditline,
                      terms=body.terms(), fingerprint=fingerprint, ttl_seconds=body.ttl_seconds)
+    hold_s = ((body.ttl_seconds or svc.settings.reservation_ttl_seconds)
+              + svc.settings.settlement_grace_seconds + OPEN_MARGIN_S)
+    # Rate limits and unsigned caps of the key and the borrower: 429/409 before any reservation.
+    counted = await svc.squatting.admit(client, caller, body.borrower, loan_id, hold_s)
     try:
         result = await loan_client.open_loan(
             client, task_queue=svc.settings.task_queue, loan=loan,
@@ -183,9 +188,11 @@ async def open_loan(
             idempotency_key=key,
         )
     except LoanClosed as exc:
+        await svc.squatting.refused(loan_id, counted)
         raise ApiError(409, "loan_closed", "this Idempotency-Key names a loan that has ended",
                        {"loan_id": loan_id}) from exc
     except LoanOpenFailed as exc:
+        await svc.squatting.refused(loan_id, counted)
         raise ApiError(503, "loan_open_failed", "the loan could not be opened for an "
                        "infrastructure reason; nothing is reserved. Retry with a new "
                        "Idempotency-Key", {"loan_id": loan_id}) from exc
@@ -193,6 +200,7 @@ async def open_loan(
         raise _temporal_down(exc) from exc
 
     if result.fingerprint != fingerprint:
+        await svc.squatting.refused(loan_id, counted)  # the loan is another request's
         raise ApiError(422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different request body",
                        {"loan_id": loan_id})
@@ -200,8 +208,10 @@ async def open_loan(
     if result.request_nonce != nonce:
         headers["Idempotent-Replayed"] = "true"
     if isinstance(result, LoanOffer):
+        await svc.squatting.offered(loan_id, body.borrower, caller, result.funding.expires_at)
         created = LoanCreated.of(result)
         return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
+    await svc.squatting.refused(loan_id, counted)
     return _refusal_response(result, headers)
 
 
@@ -253,6 +263,7 @@ async def submit_loan(
                        {"state": view.state.value})
     tx_hash = _check_envelope(svc, view, body.signed_xdr)
     if view.state is not LoanState.RESERVED:  # already relayed: same hash, same answer
+        await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
         return JSONResponse(LoanOut.of(view).model_dump(mode="json"), status_code=202)
 
     try:
@@ -280,6 +291,7 @@ async def submit_loan(
                        {"tx_hash": tx_hash}) from exc
     except RPCError as exc:
         raise _temporal_down(exc) from exc
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
 
@@ -294,6 +306,7 @@ async def submit_loan(
 async def cancel_loan(
     caller: CallerDep,
     loan_id: str,
+    svc: ServicesDep,
     client: TemporalDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> JSONResponse:
@@ -308,5 +321,6 @@ async def cancel_loan(
         raise ApiError(409, "loan_closed", "the loan has already ended", {}) from exc
     except RPCError as exc:
         raise _temporal_down(exc) from exc
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
