@@ -60,7 +60,7 @@ REFUSAL_STATUS: dict[str, int] = {
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 423, 503)
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 423, 429, 503)
 }
 NOT_YOURS = "a borrower token acts only on its own account's loans"
 OPEN_MARGIN_S = 30  # admission counts a loan from before its reservation exists

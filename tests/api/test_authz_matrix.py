@@ -322,3 +322,28 @@ async def test_a_revoked_key_is_refused_on_its_next_request(anon: httpx.AsyncCli
     unknown = uuid.uuid4().hex[:16]
     assert_error(await anon.post(f"/v1/admin/keys/{unknown}/revoke", headers=bearer(ADMIN_TOKEN)),
                  404, "key_not_found")
+
+
+def test_the_openapi_schema_declares_who_may_call_each_route(api_server: Any) -> None:
+    from api.app import create_app
+
+    schema = create_app(api_server.settings).openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert {name: (s["type"], s["scheme"]) for name, s in schemes.items()} == {
+        "ApiKey": ("http", "bearer"), "Sep10Token": ("http", "bearer"),
+        "AdminToken": ("http", "bearer")}
+    public = {"GET /healthz", "GET /readyz", "GET /.well-known/stellar.toml", "GET /v1/auth",
+              "POST /v1/auth"}
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            route = f"{method.upper()} {path}"
+            declared = {name for req in op.get("security", []) for name in req}
+            if route in public:
+                assert not declared, route
+            elif path.startswith("/v1/loans"):
+                assert declared == {"ApiKey", "Sep10Token"}, route
+                assert {"401", "403"} <= set(op["responses"]), route
+            elif path.endswith("/liquidity"):
+                assert declared == {"ApiKey", "Sep10Token"}, route
+            else:
+                assert declared == {"ApiKey", "AdminToken"}, route

@@ -39,6 +39,8 @@ def _fuzz(base_url: str, pool_id: str, key: str) -> tuple[int, list[str]]:
     def check(label: str, case: Any) -> None:
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         sent[0] += 1
+        if response.status_code == 401:  # the credential is valid: every route is reached
+            failures.append(f"{label}: 401 with a valid key: {response.text[:300]}")
         if response.status_code >= 500:
             failures.append(f"{label}: {response.status_code} {response.text[:300]}")
         elif response.status_code >= 400:
