@@ -37,13 +37,22 @@ from typing import Any
 from temporalio.client import Client
 
 from chain.client import ChainClient
-from chain.errors import ChainRefusal
+from chain.errors import ChainRefusal, ChainUnavailable
 from chain.rpc_limits import MAX_EVENT_CONTRACTS
 from chain.types import ChainEvent
 from core.heap import freeze_startup_heap
 from core.models import Settled, SettlementFailed
 from core.settings import Settings, get_settings
+from core.telemetry.exporter import start_process_telemetry
+from core.telemetry.families import (
+    WATCHER_LAG,
+    WATCHER_LEADER,
+    WATCHER_RPC_ERRORS,
+    WATCHER_SETTLEMENTS,
+)
+from core.telemetry.logs import configure_logging, extra
 from liquidity.connection import connect_redis
+from liquidity.history import LiquidityHistory
 from liquidity.lease import Lease
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
@@ -74,8 +83,12 @@ class SettlementWatcher:
         max_backoff: float = 10.0,
         start_window_ledgers: int = 100,
         lease: Lease | None = None,
+        history: LiquidityHistory | None = None,
+        history_interval: float = 10.0,
     ) -> None:
-        """With a `lease`, only the holder works; without one (tests) this watcher always does."""
+        """With a `lease`, only the holder works; without one (tests) this watcher always does.
+        With a `history`, the working watcher samples every pool's figures into it (the
+        dashboard's chart) every `history_interval` seconds."""
         self._settings = settings
         self._client = client
         self._chain = chain
@@ -89,6 +102,11 @@ class SettlementWatcher:
         self._dirty: set[str] = set()  # pools whose snapshot must be refreshed
         self._lease = lease
         self._active: bool | None = None
+        self._history = history
+        self._history_interval = history_interval
+        self._sampled_at = 0.0
+        for outcome in ("settled", "failed", "late", "unknown"):
+            WATCHER_SETTLEMENTS.labels(outcome)  # every outcome exported from the start
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -99,10 +117,13 @@ class SettlementWatcher:
                 try:
                     if await self._holds_lease():
                         await self.step()
+                        await self._sample_history()
                     failures = 0
                     delay = self.poll_interval
                 except Exception as exc:  # RPC, Redis or Temporal trouble: back off, resume
                     failures += 1
+                    if isinstance(exc, ChainUnavailable | ChainRefusal):
+                        WATCHER_RPC_ERRORS.inc()
                     delay = min(self.max_backoff, self.poll_interval * 2**failures)
                     log.warning("watcher pass failed (%s); retrying in %.1fs", exc, delay)
                 with contextlib.suppress(TimeoutError):
@@ -116,8 +137,14 @@ class SettlementWatcher:
         """Renewed before every pass, so a pass never starts without the lease. A holder that
         stalls past the TTL may overlap a successor for one pass: every action is idempotent."""
         if self._lease is None:
+            WATCHER_LEADER.set(1)
             return True
-        active = await self._lease.hold()
+        try:
+            active = await self._lease.hold()
+        except Exception:
+            WATCHER_LEADER.set(0)  # cannot tell: no longer working as the leader
+            raise
+        WATCHER_LEADER.set(1 if active else 0)
         if active != self._active:
             log.info(
                 "watcher %s is %s", self._lease.holder, "active" if active else "standing by"
@@ -133,6 +160,19 @@ class SettlementWatcher:
             drained = await self._follow_events(pools)
             await self._refresh_dirty(pools, drained)
         await self._poll_watched()
+
+    async def _sample_history(self) -> None:
+        """One point per pool for the dashboard's chart, at most every history_interval."""
+        if self._history is None:
+            return
+        now = time.monotonic()
+        if now - self._sampled_at < self._history_interval:
+            return
+        self._sampled_at = now
+        for pool_id in sorted(self._settings.pools):
+            status = await self._ledger.status(pool_id)
+            if status.known:
+                await self._history.record(status)
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -152,6 +192,7 @@ class SettlementWatcher:
             start = max(1, latest - self._start_window)
         else:
             start = int(handled) + 1
+        WATCHER_LAG.set(max(0, latest - start + 1))  # ledgers this pass has to handle
         if start > latest:
             return latest  # no ledger closed since the last pass
         try:
@@ -266,6 +307,12 @@ class SettlementWatcher:
                 )
                 self._dirty.add(ref.pool_id)  # refreshed after the next event drain
             else:
+                WATCHER_SETTLEMENTS.labels("failed").inc()
+                log.info(
+                    "funding transaction of loan %s failed on chain: %s", ref.loan_id,
+                    status.reason,
+                    extra=extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=tx_hash),
+                )
                 failed = SettlementFailed(
                     tx_hash=tx_hash,
                     ledger=status.ledger,
@@ -291,8 +338,18 @@ class SettlementWatcher:
         an idempotent `already_committed`. A loan whose workflow already ended (expired while
         this watcher was down) gets a `late_commit`, which alarms in the audit stream."""
         result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
-        if result.outcome not in ("committed", "already_committed"):
-            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome)
+        ids = extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=signal.tx_hash)
+        if result.outcome in ("committed", "already_committed"):
+            log.info("loan %s settled in ledger %d (%s)", ref.loan_id, signal.ledger,
+                     result.outcome, extra=ids)
+            if result.outcome == "committed":
+                WATCHER_SETTLEMENTS.labels("settled").inc()
+        else:
+            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome,
+                        extra=ids)
+            WATCHER_SETTLEMENTS.labels(
+                "late" if result.outcome == "late_commit" else "unknown"
+            ).inc()
         try:
             await signal_settled(self._client, ref.loan_id, signal)
             self.signals_sent += 1
@@ -324,8 +381,11 @@ def _chain_loan_id(event: ChainEvent) -> int | None:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(settings.log_level, "watcher")
+    start_process_telemetry(
+        "watcher", host=settings.metrics_host, port=settings.watcher_metrics_port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -346,6 +406,11 @@ async def main() -> None:
                 holder=settings.watcher_id or f"{socket.gethostname()}:{os.getpid()}",
                 ttl_ms=settings.watcher_lease_seconds * 1000,
             ),
+            history=LiquidityHistory(
+                redis, prefix=settings.ledger_prefix,
+                window_ms=settings.history_window_seconds * 1000,
+            ),
+            history_interval=settings.history_interval_seconds,
         )
         log.info("watching %d pools", len(settings.pools))
         freeze_startup_heap()

@@ -19,14 +19,18 @@ from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
+from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.loan import LoanActivities
 from activities.reconcile import ReconcileActivities
+from activities.telemetry import LogContextInterceptor
 from chain.client import ChainClient
 from core.heap import freeze_startup_heap
 from core.settings import Settings, get_settings
+from core.telemetry.exporter import start_process_telemetry
+from core.telemetry.logs import configure_logging
 from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
 from liquidity.reconcile import ReportStore
@@ -118,6 +122,7 @@ def build_worker(
         workflows=[*workflows, *extra_workflows],
         activities=[*activities, *extra_activities],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[LogContextInterceptor()],
         **options,
     )
 
@@ -136,12 +141,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings.log_level, "worker")
+    # The JSON lines carry the SDK's workflow/activity info as fields; not in the message too.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
+    start_process_telemetry(
+        "worker", host=settings.metrics_host, port=settings.worker_metrics_port
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(get_settings(), stop)
+    await serve(settings, stop)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ clients are made in the lifespan, so importing this module is free of side effec
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import admin, health, loans, pools, reconciliation
+from api.metrics import ObservabilityMiddleware, PoolCollector
+from api.routes import admin, dashboard, health, loans, pools, reconciliation
 from core.settings import Settings, get_settings
+from liquidity.reconcile import ReportStore
 
 DESCRIPTION = """\
 Reserves Soroban pool liquidity atomically before a borrower gets the funding transaction to
@@ -25,18 +29,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings or get_settings())
         app.state.services = services
+        # Pool gauges are read from the ledger when this process's metrics endpoint is scraped.
+        collector = PoolCollector(
+            ledger=services.ledger, settings=services.settings, loop=asyncio.get_running_loop(),
+            reports=ReportStore(services.redis, prefix=services.settings.ledger_prefix),
+        )
+        REGISTRY.register(collector)
         try:
             yield
         finally:
+            REGISTRY.unregister(collector)
             await services.close()
 
     app = FastAPI(title="Liquidity reservation saga", version="1.0.0",
                   description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
     for module in (loans, pools, admin, health):
         app.include_router(module.router)
     app.include_router(reconciliation.pools_router)
     app.include_router(reconciliation.admin_router)
+    app.include_router(dashboard.data_router)
+    app.include_router(dashboard.page_router)
     return app
 
 

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 
+    # Operating it: JSON logs at this level; each process serves Prometheus text on its own
+    # port (0: none) at metrics_host, loopback unless an operator opens it up (containers).
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = 9101
+    worker_metrics_port: int = 9102
+    watcher_metrics_port: int = 9103
+    # The dashboard's chart: the active watcher samples every pool's figures this often and
+    # keeps this much of them in Redis.
+    history_interval_seconds: int = 10
+    history_window_seconds: int = 3600
+
     def as_env(self) -> dict[str, str]:
         """Environment variables that make a child process (worker.py, watcher.py) read these
         very settings: one name per field, the same spelling pydantic-settings reads back."""
