@@ -45,14 +45,19 @@ async def stack(temporal_env: Any, devnet: Any) -> AsyncIterator[OpsStack]:
         await redis.aclose()
 
 
-@pytest.fixture
-async def page() -> AsyncIterator[Any]:
+@pytest.fixture(scope="module")
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     SHOTS.mkdir(parents=True, exist_ok=True)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def page(chromium: str) -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=chromium, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         context = await browser.new_context(viewport={"width": 1500, "height": 1100})
         # Offline: any request to another origin would be an asset fetched from elsewhere.
