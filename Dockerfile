@@ -7,15 +7,21 @@ WORKDIR /app
 
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml ./
-RUN mkdir -p core liquidity chain workflows activities api \
-    && for d in core liquidity chain workflows activities api; do touch $d/__init__.py; done \
+RUN mkdir -p core liquidity chain reconcile runtime settlement workflows activities api \
+    && for d in core liquidity chain reconcile runtime settlement workflows activities api; do \
+        touch $d/__init__.py; done \
     && pip install . \
     && pip uninstall -y liquidity-saga \
-    && rm -rf core liquidity chain workflows activities api
+    && rm -rf core liquidity chain reconcile runtime settlement workflows activities api
 
 COPY core ./core
 COPY liquidity ./liquidity
+COPY reconcile ./reconcile
+COPY runtime ./runtime
+COPY settlement ./settlement
 COPY chain ./chain
+# The devnet is not part of the product wheel, but the image runs it as the embedded chain.
+COPY devnet ./devnet
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api

@@ -14,32 +14,44 @@ from core.models import LoanTerms
 from core.settings import Settings
 
 
-def decline_reasons(terms: LoanTerms, *, settings: Settings, now: int) -> list[str]:
-    """Reasons to decline `terms` at Unix second `now`; empty when the loan passes the policy."""
-    reasons: list[str] = []
+def declines(terms: LoanTerms, *, settings: Settings, now: int) -> list[tuple[str, str]]:
+    """(typed reason, explanation) of every reason to decline `terms` at Unix second `now`;
+    empty when the loan passes the policy. The typed reasons are the ones the chain's own
+    refusals map to where the contract checks the same (insufficient_guarantee, ...)."""
+    out: list[tuple[str, str]] = []
     total, guarantee = terms.total_amount, terms.guarantee_amount
     if total < settings.min_loan_stroops:
-        reasons.append(f"total_amount {total} is below the minimum {settings.min_loan_stroops}")
+        out.append(("amount_below_minimum",
+                    f"total_amount {total} is below the minimum {settings.min_loan_stroops}"))
     if total > settings.max_loan_stroops:
-        reasons.append(f"total_amount {total} is above the maximum {settings.max_loan_stroops}")
+        out.append(("amount_above_maximum",
+                    f"total_amount {total} is above the maximum {settings.max_loan_stroops}"))
     if guarantee <= 0:
-        reasons.append("guarantee_amount must be positive (the creditline escrows it)")
+        out.append(("invalid_amount", "guarantee_amount must be positive (the creditline "
+                    "escrows it)"))
     if guarantee >= total:
-        reasons.append("guarantee_amount must be less than total_amount (nothing to fund)")
-    if guarantee * 10_000 < total * settings.min_guarantee_ratio_bps:
-        reasons.append(
-            f"guarantee covers less than {settings.min_guarantee_ratio_bps} bps of total_amount"
-        )
+        out.append(("invalid_amount",
+                    "guarantee_amount must be less than total_amount (nothing to fund)"))
+    # StepFi's validate_guarantee: guarantee >= total * min_guarantee_percent / 100, the
+    # division an integer one, so the service refuses exactly what the contract refuses (#2)
+    if guarantee < total * settings.min_guarantee_ratio_bps // 10_000:
+        out.append(("insufficient_guarantee", f"guarantee covers less than "
+                    f"{settings.min_guarantee_ratio_bps} bps of total_amount"))
     schedule = terms.repayment_schedule
     if not schedule:
-        reasons.append("repayment_schedule is empty")
-        return reasons
+        out.append(("invalid_schedule", "repayment_schedule is empty"))
+        return out
     if any(item.amount <= 0 for item in schedule):
-        reasons.append("every installment amount must be positive")
+        out.append(("invalid_amount", "every installment amount must be positive"))
     if sum(item.amount for item in schedule) != total:
-        reasons.append("repayment_schedule amounts do not sum to total_amount")
+        out.append(("invalid_schedule", "repayment_schedule amounts do not sum to total_amount"))
     if schedule[0].due_date <= now:
-        reasons.append("the first installment is not due in the future")
+        out.append(("invalid_due_date", "the first installment is not due in the future"))
     if any(b.due_date <= a.due_date for a, b in pairwise(schedule)):
-        reasons.append("installment due dates must be strictly increasing")
-    return reasons
+        out.append(("invalid_due_date", "installment due dates must be strictly increasing"))
+    return out
+
+
+def decline_reasons(terms: LoanTerms, *, settings: Settings, now: int) -> list[str]:
+    """Reasons to decline `terms` at Unix second `now`; empty when the loan passes the policy."""
+    return [text for _, text in declines(terms, settings=settings, now=now)]

@@ -23,7 +23,7 @@ from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
 from liquidity.types import CommitResult, ReleaseResult, Reserved, ReserveResult
 
-from .credit_policy import decline_reasons
+from .credit_policy import declines
 
 
 class AssessRequest(BaseModel):
@@ -32,6 +32,7 @@ class AssessRequest(BaseModel):
 
 class Assessment(BaseModel):
     reasons: list[str]
+    codes: list[str] = []  # the typed reason of each (empty in histories recorded before them)
 
 
 class ReserveRequest(BaseModel):
@@ -92,8 +93,8 @@ class LoanActivities:
 
     @activity.defn(name="loan.assess")
     async def assess(self, request: AssessRequest) -> Assessment:
-        reasons = decline_reasons(request.terms, settings=self._settings, now=int(time.time()))
-        return Assessment(reasons=reasons)
+        found = declines(request.terms, settings=self._settings, now=int(time.time()))
+        return Assessment(reasons=[text for _, text in found], codes=[c for c, _ in found])
 
     @activity.defn(name="loan.reserve")
     async def reserve(self, request: ReserveRequest) -> ReserveOutcome:

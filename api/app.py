@@ -16,7 +16,6 @@ from api.errors import install_error_handlers
 from api.metrics import ObservabilityMiddleware, PoolCollector
 from api.routes import admin, dashboard, health, loans, pools, reconciliation
 from core.settings import Settings, get_settings
-from liquidity.reconcile import ReportStore
 
 DESCRIPTION = """\
 Reserves Soroban pool liquidity atomically before a borrower gets the funding transaction to
@@ -32,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Pool gauges are read from the ledger when this process's metrics endpoint is scraped.
         collector = PoolCollector(
             ledger=services.ledger, settings=services.settings, loop=asyncio.get_running_loop(),
-            reports=ReportStore(services.redis, prefix=services.settings.ledger_prefix),
+            reports=services.reports,
         )
         REGISTRY.register(collector)
         try:

@@ -18,9 +18,9 @@ from temporalio.client import Client
 from api.errors import ApiError
 from chain.client import ChainClient
 from core.settings import Settings
-from liquidity.connection import connect_redis
 from liquidity.ledger import Ledger
-from workflows import loan_client
+from reconcile.reconciler import ReportStore
+from runtime import clients
 
 
 @dataclass
@@ -29,17 +29,15 @@ class Services:
     redis: aioredis.Redis
     ledger: Ledger
     chain: ChainClient
+    reports: ReportStore
     _temporal: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        redis = connect_redis(settings.redis_url)
-        ledger = Ledger(redis, prefix=settings.ledger_prefix,
-                        safety_buffer=settings.safety_buffer_stroops)
-        chain = ChainClient(settings.rpc_url, settings.network_passphrase,
-                            base_fee=settings.base_fee)
-        return cls(settings=settings, redis=redis, ledger=ledger, chain=chain)
+        built = clients.Clients.open(settings)
+        return cls(settings=settings, redis=built.redis, ledger=built.ledger, chain=built.chain,
+                   reports=built.reports)
 
     async def temporal(self) -> Client:
         if self._temporal is not None:
@@ -48,7 +46,7 @@ class Services:
             if self._temporal is None:
                 try:
                     self._temporal = await asyncio.wait_for(
-                        loan_client.connect(self.settings), timeout=5)
+                        clients.temporal_client(self.settings), timeout=5)
                 except Exception as exc:
                     raise ApiError(503, "temporal_unavailable",
                                    "the saga engine (Temporal) is not reachable",

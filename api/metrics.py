@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.telemetry.families import HTTP_DURATION, HTTP_REQUESTS
 from core.telemetry.logs import log_context
 from liquidity.ledger import Ledger
-from liquidity.reconcile import PoolReport, ReportStore
 from liquidity.types import PoolStatus
+from reconcile.reconciler import PoolReport, ReportStore
 
 log = logging.getLogger("api.access")
 

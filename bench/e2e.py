@@ -59,7 +59,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.bare import BareWorkflow, IndexedBareWorkflow
 from chain.client import ChainClient
-from chain.devnet_kit import deploy_pool, new_funded_keypair, start_devnet
 from chain.envelope import sign_envelope
 from core.models import (
     Installment,
@@ -71,9 +70,10 @@ from core.models import (
 )
 from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
-from liquidity.connection import connect_redis
+from devnet.kit import deploy_pool, new_funded_keypair, start_devnet
 from liquidity.ledger import Ledger
-from liquidity.reconcile import establish_pool
+from reconcile.reconciler import establish_pool
+from runtime.clients import Clients
 from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES, initial_loan_attributes
 
@@ -431,7 +431,12 @@ async def main() -> None:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
     )
-    devnet = start_devnet(ledger_interval=args.ledger_interval, passphrase=PASSPHRASE)
+    devnet = start_devnet(
+        ledger_interval=args.ledger_interval,
+        passphrase=PASSPHRASE,
+        default_reputation=100,  # fresh borrowers and vendor pass StepFi's checks
+        vendors_active_by_default=True,
+    )
     prefix = f"bench-e2e-{uuid.uuid4().hex[:10]}"
     settings = Settings(
         _env_file=None,
@@ -445,9 +450,8 @@ async def main() -> None:
         settlement_grace_seconds=2,
         reservation_ttl_seconds=300,
     )
-    redis = connect_redis(settings.redis_url)
-    chain = ChainClient(settings.rpc_url, settings.network_passphrase)
-    ledger = Ledger(redis, prefix=prefix)
+    clients = Clients.open(settings)
+    redis, chain, ledger = clients.redis, clients.chain, clients.ledger
     client = env.client
     clock = LedgerClock(chain)
     procs: list[subprocess.Popen[bytes]] = []

@@ -6,26 +6,24 @@ driving the benchmark."""
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from bench.bare import BareWorkflow, IndexedBareWorkflow, noop
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
-from worker import build_worker, open_deps
-from workflows.loan_client import connect
+from runtime.clients import open_clients, temporal_client
+from runtime.signals import stop_event
+from runtime.worker import build_worker, keep_bytecode_cache
 
 
 async def main() -> None:
     settings = get_settings()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    client = await connect(settings)
-    async with open_deps(settings) as deps:
+    stop = stop_event()
+    keep_bytecode_cache()  # as worker.py does
+    client = await temporal_client(settings)
+    async with open_clients(settings) as clients:
         worker = build_worker(
             client,
-            deps,
+            clients,
             extra_workflows=[BareWorkflow, IndexedBareWorkflow],
             extra_activities=[noop],
         )

@@ -114,7 +114,8 @@ class ChainClient:
 
     async def history_window(self) -> tuple[int, int]:
         """(oldest, latest): the ledgers whose events and transaction results the RPC still
-        serves. Soroban RPC forgets history older than its retention window (24 h by default)."""
+        serves. Soroban RPC forgets history older than its retention window (120 960 ledgers, about
+        7 days, by default)."""
         health = await self._call(self._server.get_health())
         return health.oldest_ledger, health.latest_ledger
 

@@ -30,7 +30,18 @@ RESULT_CODE_REASONS: dict[TRC, FailureReason] = {
 
 # Codes raised by the contract that was invoked directly, per function.
 TOP_LEVEL_CODES: dict[str, dict[int, FailureReason]] = {
-    "create_loan": {5: FailureReason.INSUFFICIENT_LIQUIDITY},
+    "create_loan": {
+        2: FailureReason.INSUFFICIENT_GUARANTEE,
+        3: FailureReason.VENDOR_NOT_ACTIVE,
+        4: FailureReason.INSUFFICIENT_REPUTATION,
+        5: FailureReason.INSUFFICIENT_LIQUIDITY,
+        9: FailureReason.INVALID_AMOUNT,
+        16: FailureReason.INVALID_VENDOR,
+        17: FailureReason.VENDOR_VALIDATION_FAILED,
+        18: FailureReason.EXPOSURE_LIMIT_EXCEEDED,
+        20: FailureReason.PARAMETERS_UNAVAILABLE,
+        27: FailureReason.INVALID_DUE_DATE,
+    },
     "withdraw": {6: FailureReason.INSUFFICIENT_LIQUIDITY},
     "fund_loan": {6: FailureReason.INSUFFICIENT_LIQUIDITY, 9: FailureReason.NOT_CREDITLINE},
     "transfer": {10: FailureReason.INSUFFICIENT_BALANCE},

@@ -13,6 +13,16 @@ class FailureReason(StrEnum):
 
     INSUFFICIENT_LIQUIDITY = "insufficient_liquidity"  # Error(Contract, #5) / pool #6
     NOT_CREDITLINE = "not_creditline"  # pool #9
+    # StepFi CreditLine create_loan's refusals before liquidity (and its exposure cap after):
+    INVALID_AMOUNT = "invalid_amount"  # #9
+    INSUFFICIENT_GUARANTEE = "insufficient_guarantee"  # #2
+    VENDOR_NOT_ACTIVE = "vendor_not_active"  # #3
+    INVALID_VENDOR = "invalid_vendor"  # #16: no vendor registry configured
+    VENDOR_VALIDATION_FAILED = "vendor_validation_failed"  # #17: the registry call failed
+    INSUFFICIENT_REPUTATION = "insufficient_reputation"  # #4
+    EXPOSURE_LIMIT_EXCEEDED = "exposure_limit_exceeded"  # #18
+    PARAMETERS_UNAVAILABLE = "parameters_unavailable"  # #20
+    INVALID_DUE_DATE = "invalid_due_date"  # #27
     CONTRACT_ERROR = "contract_error"  # any other Error(Contract, #N)
     TOO_LATE = "too_late"  # txTOO_LATE
     TOO_EARLY = "too_early"  # txTOO_EARLY

@@ -4,7 +4,9 @@ between the API, the worker and the watcher."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,7 +39,7 @@ class Settings(BaseSettings):
     # Credit policy (assess step).
     min_loan_stroops: int = 10_000_000  # 1 unit
     max_loan_stroops: int = 1_000_000_000_000_000  # 100M units
-    min_guarantee_ratio_bps: int = 1_000  # guarantee >= 10% of total
+    min_guarantee_ratio_bps: int = 2_000  # StepFi's min_guarantee_percent: 20 % of total
     borrower_limit_stroops: int = 10_000_000_000_000  # 1M units of active reservations per pool
 
     # Settlement watcher: one active per network, the others stand by (lease in Redis).
@@ -47,9 +49,9 @@ class Settings(BaseSettings):
     # Reconciler.
     reconcile_interval_seconds: int = 60
     drift_freeze_threshold_stroops: int = 0
-    # How far back the RPC keeps events (Soroban RPC: ledgerRetentionWindow, 17280 by default):
-    # a gap longer than this cannot be explained, what it hides counts as drift.
-    reconcile_event_window_ledgers: int = 17_280
+    # How far back the RPC keeps events (Soroban RPC: ledgerRetentionWindow, 120960 by default
+    # today, about 7 days): a gap longer than this cannot be explained, what it hides is drift.
+    reconcile_event_window_ledgers: int = 120_960
     # The worker creates/updates the Schedule at start; None -> "reconcile-<task_queue>".
     reconcile_schedule_id: str | None = None
     reconcile_schedule_enabled: bool = True
@@ -70,6 +72,19 @@ class Settings(BaseSettings):
     # keeps this much of them in Redis.
     history_interval_seconds: int = 10
     history_window_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings a child process started with `env` reads (the inverse of `as_env`), for
+        tools that prepare an environment before any process of the stack runs."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(name.upper())
+            if raw is None:
+                continue
+            origin = getattr(field.annotation, "__origin__", None)
+            values[name] = json.loads(raw) if origin in (dict, list) else raw
+        return cls(_env_file=None, **values)
 
     def as_env(self) -> dict[str, str]:
         """Environment variables that make a child process (worker.py, watcher.py) read these

@@ -18,6 +18,7 @@ class PoolKeys:
     termx: str  # zset: loan id scored by when its terminal marker may be forgotten
     audit: str  # stream: every mutation
     blocked: str  # stream: every refused reservation
+    recon: str  # string: the reconciler's latest report (JSON); no script touches it
 
     def ordered(self) -> list[str]:
         """The KEYS array every script expects, in the order _lib.lua reads it."""
@@ -34,5 +35,5 @@ def pool_keys(prefix: str, pool_id: str) -> PoolKeys:
     return PoolKeys(
         state=base + "state", res=base + "res", exp=base + "exp", bexp=base + "bexp",
         pend=base + "pend", pamt=base + "pamt", term=base + "term", termx=base + "termx",
-        audit=base + "audit", blocked=base + "blocked",
+        audit=base + "audit", blocked=base + "blocked", recon=base + "recon",
     )

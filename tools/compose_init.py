@@ -33,9 +33,10 @@ def wait_for_rpc(url: str, timeout_s: float = 120) -> str:
 
 
 async def pool_is_live(env: dict[str, str], pool_id: str) -> bool:
-    from chain.client import ChainClient
+    from core.settings import Settings
+    from runtime.clients import chain_client
 
-    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
+    chain = chain_client(Settings.from_env(env))
     try:
         await chain.pool_stats(pool_id)
     except Exception:
@@ -46,15 +47,11 @@ async def pool_is_live(env: dict[str, str], pool_id: str) -> bool:
 
 
 async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
-    from liquidity.connection import connect_redis
-    from liquidity.ledger import Ledger
+    from core.settings import Settings
+    from runtime.clients import open_clients
 
-    client = connect_redis(env["REDIS_URL"])
-    try:
-        ledger = Ledger(client, prefix=env.get("LEDGER_PREFIX", "liq"))
-        return (await ledger.status(pool_id)).known
-    finally:
-        await client.aclose()
+    async with open_clients(Settings.from_env(env)) as clients:
+        return (await clients.ledger.status(pool_id)).known
 
 
 def main() -> int:

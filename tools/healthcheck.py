@@ -18,15 +18,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from core.process_exit import exit_skipping_teardown
 from core.settings import get_settings
-from liquidity.connection import connect_redis
-from workflows.loan_client import connect
+from runtime.clients import redis_client, temporal_client
 
 POLLER_FRESH_S = 60
 
 
 async def worker_polling() -> bool:
     settings = get_settings()
-    client = await connect(settings)
+    client = await temporal_client(settings)
     reply = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
         namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
@@ -36,7 +35,7 @@ async def worker_polling() -> bool:
 
 async def deps_answer() -> bool:
     settings = get_settings()
-    redis = connect_redis(settings.redis_url)
+    redis = redis_client(settings)
     try:
         await redis.ping()
     finally:

@@ -18,6 +18,8 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 
 from core.process_exit import exit_skipping_teardown
+from core.settings import Settings
+from runtime.clients import temporal_client
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
 
 
@@ -40,7 +42,9 @@ async def _main(address: str, namespace: str, wait_s: float) -> int:
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
         try:
-            client = await Client.connect(address, namespace=namespace)
+            client = await temporal_client(
+                Settings(_env_file=None, temporal_address=address, temporal_namespace=namespace)
+            )
             added = await register(client, namespace)
             break
         except Exception as exc:  # the server may still be starting: retry until the deadline

@@ -137,10 +137,11 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
 
 
 def temporal_answers(address: str) -> bool:
-    from temporalio.client import Client
+    from core.settings import Settings
+    from runtime.clients import temporal_client
 
     async def probe() -> bool:
-        client = await Client.connect(address)
+        client = await temporal_client(Settings(_env_file=None, temporal_address=address))
         return bool(await client.service_client.check_health())
 
     if not tcp_open(int(address.rsplit(":", 1)[1])):
@@ -163,7 +164,7 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    argv = [PY, "-m", "chain.devnet", "--port", str(port), "--ledger-interval",
+    argv = [PY, "-m", "devnet", "--port", str(port), "--ledger-interval",
             os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
     child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
@@ -185,7 +186,7 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
     log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "chain.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
+            [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
              "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
              "--out", str(CHAIN_FILE)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
@@ -201,19 +202,12 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
 async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
     """Seed the ledger with a chain snapshot: until then the pool is unknown and fails closed."""
 
-    from chain.client import ChainClient
-    from liquidity.connection import connect_redis
-    from liquidity.ledger import Ledger
-    from liquidity.reconcile import establish_pool
+    from core.settings import Settings
+    from reconcile.reconciler import establish_pool
+    from runtime.clients import open_clients
 
-    chain = ChainClient(env["RPC_URL"], env["NETWORK_PASSPHRASE"])
-    client = connect_redis(env["REDIS_URL"])
-    try:
-        ledger = Ledger(client, prefix=env["LEDGER_PREFIX"])
-        stats = await establish_pool(ledger, chain, pool_id)
-    finally:
-        await client.aclose()
-        await chain.close()
+    async with open_clients(Settings.from_env(env)) as clients:
+        stats = await establish_pool(clients.ledger, clients.chain, pool_id)
     return {"ledger": stats.ledger, "total": stats.total_liquidity,
             "available": stats.available_liquidity}
 

@@ -166,7 +166,10 @@ class LoanWorkflow:
                 retry_policy=_OPEN_RETRY,
             )
             if assessment.reasons:
-                self._refuse("credit_declined", "credit declined", {"reasons": assessment.reasons})
+                details: dict[str, object] = {"reasons": assessment.reasons}
+                if assessment.codes:  # typed: the first failed check, and all of them
+                    details.update(reason=assessment.codes[0], codes=assessment.codes)
+                self._refuse("credit_declined", "credit declined", details)
                 return False
 
             self._reserve_attempted = True
@@ -212,7 +215,17 @@ class LoanWorkflow:
                 reason = f"the funding transaction cannot be built: {built.refusal_reason}"
                 if built.refusal_detail:
                     reason += f" ({built.refusal_detail})"
-                self._refuse(code, reason, {"reasons": [reason], "chain": built.refusal_reason})
+                # `reason` is the typed one (vendor_not_active, insufficient_reputation,
+                # exposure_limit_exceeded, ...): the contract check the simulation failed
+                self._refuse(
+                    code,
+                    reason,
+                    {
+                        "reasons": [reason],
+                        "reason": built.refusal_reason,
+                        "chain": built.refusal_reason,
+                    },
+                )
                 return False
         except ActivityError as err:
             # An infrastructure failure outlasted the bounded open retries: give back whatever
@@ -364,6 +377,7 @@ class LoanWorkflow:
                     reason,
                     {
                         "reasons": [reason],
+                        "reason": "borrower_limit_exceeded",
                         "exposure": exposure,
                         "required": required,
                         "limit": limit,

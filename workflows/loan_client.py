@@ -17,7 +17,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -33,8 +32,6 @@ from core.models import (
     Submitted,
 )
 from core.money import format_stroops
-from core.settings import Settings
-from core.telemetry.exporter import temporal_runtime
 
 from .loan import LoanWorkflow
 from .search_attributes import initial_loan_attributes
@@ -55,16 +52,6 @@ class LoanOpenFailed(Exception):
 
 def loan_workflow_id(loan_id: str) -> str:
     return f"loan-{loan_id}"
-
-
-async def connect(settings: Settings) -> Client:
-    """The process's Runtime (when it made one) carries its SDK metrics and log forwarding."""
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        runtime=temporal_runtime(),
-    )
 
 
 def _short(account: str) -> str:

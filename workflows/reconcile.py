@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import PoolRequest, ReconcileActivities
-    from liquidity.reconcile import PoolReport
+    from reconcile.reconciler import PoolReport
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),

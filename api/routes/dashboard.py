@@ -24,8 +24,7 @@ from api.errors import ApiError
 from api.routes.reconciliation import ReconciliationOut
 from api.schemas import AuditOut, BlockedOut, ErrorOut, PoolLiquidity, ReservationOut
 from core.money import format_stroops
-from liquidity.history import LiquidityHistory
-from liquidity.reconcile import ReportStore
+from runtime.clients import liquidity_history
 
 page_router = APIRouter(tags=["dashboard"])
 data_router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -73,12 +72,11 @@ async def dashboard_page() -> HTMLResponse:
 
 async def _board(svc: Services, pool_id: str) -> PoolBoard:
     ledger = svc.ledger
-    history = LiquidityHistory(svc.redis, prefix=svc.settings.ledger_prefix,
-                               window_ms=svc.settings.history_window_seconds * 1000)
+    history = liquidity_history(svc.settings, svc.redis)
     status, reservations, blocked, audit, report, points = await asyncio.gather(
         ledger.status(pool_id), ledger.reservations(pool_id),
         ledger.blocked(pool_id, count=BLOCKED_TAIL), ledger.audit(pool_id, count=AUDIT_TAIL),
-        ReportStore(svc.redis, prefix=svc.settings.ledger_prefix).latest(pool_id),
+        svc.reports.latest(pool_id),
         history.points(pool_id),
     )
     return PoolBoard(

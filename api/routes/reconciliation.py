@@ -14,7 +14,7 @@ from api.deps import AdminDep, ServicesDep, TemporalDep, known_pool
 from api.errors import ApiError
 from api.schemas import ErrorOut
 from core.money import format_stroops
-from liquidity.reconcile import PoolReport, ReportStore
+from reconcile.reconciler import PoolReport
 from workflows.reconcile_client import reconcile_now
 
 pools_router = APIRouter(prefix="/v1/pools", tags=["pools"])
@@ -117,7 +117,7 @@ class ReconcileRunOut(BaseModel):
                   responses={s: {"model": ErrorOut} for s in (404, 422)})
 async def reconciliation(pool_id: str, svc: ServicesDep) -> ReconciliationOut:
     known_pool(svc, pool_id)
-    report = await ReportStore(svc.redis, prefix=svc.settings.ledger_prefix).latest(pool_id)
+    report = await svc.reports.latest(pool_id)
     if report is None:
         raise ApiError(404, "reconciliation_not_found",
                        "this pool has not been reconciled yet", {"pool_id": pool_id})

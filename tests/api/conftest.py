@@ -56,7 +56,7 @@ async def shared_pool(saga_stack: Any, devnet: Any) -> Any:
     """One established pool for tests that only need *a* configured pool (validation, auth):
     registering made-up pool ids would send the shared watcher after contracts that do not
     exist."""
-    from chain.devnet_kit import deploy_pool
+    from devnet.kit import deploy_pool
 
     pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=1_000 * 10_000_000)
     await saga_stack.add_pool(pool)

@@ -79,7 +79,8 @@ def test_app_services_depend_on_init_and_use_known_settings() -> None:
 
 def test_dockerfile_copies_what_the_commands_need() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for path in ("core", "liquidity", "chain", "workflows", "activities", "api", "tools",
+    for path in ("core", "liquidity", "chain", "devnet", "reconcile", "runtime", "settlement",
+                 "workflows", "activities", "api", "tools",
                  "worker.py", "watcher.py"):
         assert path in dockerfile, path
 

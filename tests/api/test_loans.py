@@ -22,7 +22,7 @@ class Pool:
     pool_id: str
     borrower: Keypair
     vendor: str
-    deployed: Any  # chain.devnet_kit.DeployedPool: funds more borrowers with its token
+    deployed: Any  # devnet.kit.DeployedPool: funds more borrowers with its token
 
     def body(self, **kw: Any) -> dict[str, Any]:
         return loan_body(self.pool_id, self.borrower.public_key, self.vendor, **kw)

@@ -7,7 +7,7 @@ from stellar_sdk import Keypair, SorobanServerAsync, StrKey, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
-from chain.devnet_kit import create_loan_direct
+from devnet.kit import create_loan_direct
 from tests.chain.helpers import UNIT, loan_terms
 
 

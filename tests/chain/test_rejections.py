@@ -13,11 +13,11 @@ from stellar_sdk import xdr as sx
 
 from chain import decode
 from chain.client import ChainClient
-from chain.devnet_kit import DevnetProcess, devnet_call, wait_for_tx
-from chain.devnet_kit import deploy_pool as kit_deploy_pool
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from devnet.kit import DevnetProcess, devnet_call, wait_for_tx
+from devnet.kit import deploy_pool as kit_deploy_pool
 from tests.chain.helpers import UNIT, expiry, loan_terms
 from tests.fixtures.devnet import running_devnet
 
@@ -217,7 +217,7 @@ async def test_expiring_while_queued_fails_too_late_in_ledger(manual_devnet) -> 
     rpc, phrase = manual_devnet.rpc_url, manual_devnet.passphrase
     async with _closing_ledgers(rpc):
         pool = await kit_deploy_pool(rpc, phrase, liquidity=100 * UNIT)
-    from chain.devnet_kit import new_funded_keypair
+    from devnet.kit import new_funded_keypair
 
     borrower = await new_funded_keypair(rpc, token_id=pool.token_id, token_amount=100 * UNIT)
     client = ChainClient(rpc, phrase)

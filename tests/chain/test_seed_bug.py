@@ -10,9 +10,9 @@ from stellar_sdk import SorobanServerAsync
 from stellar_sdk import xdr as sx
 
 from chain import decode
-from chain.devnet_kit import token_balance, wait_for_tx
 from chain.envelope import sign_envelope
 from chain.types import FailureReason
+from devnet.kit import token_balance, wait_for_tx
 from tests.chain.helpers import UNIT, expiry, loan_terms
 
 

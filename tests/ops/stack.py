@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from chain.devnet_kit import free_port
+from devnet.kit import free_port
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import stack_settings
 from tests.saga.procs import Proc
@@ -92,7 +92,7 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
     """Start api, worker and watcher for `pool` (already deployed); settings `overrides` apply
     to all three. Stopped by their PIDs, keys deleted, on exit."""
     from liquidity.ledger import Ledger
-    from liquidity.reconcile import establish_pool
+    from reconcile.reconciler import establish_pool
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
     settings = stack_settings(

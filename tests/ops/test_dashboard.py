@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import async_playwright
 
-from chain.devnet_kit import deploy_pool, free_port, new_funded_keypair
 from chain.envelope import sign_envelope
+from devnet.kit import deploy_pool, free_port, new_funded_keypair
 from tests.api.helpers import loan_body, wait_state
 from tests.fixtures.redis import REDIS_URL
 from tests.ops.stack import UNIT, OpsStack, ops_stack

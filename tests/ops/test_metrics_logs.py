@@ -21,8 +21,8 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
-from chain.devnet_kit import deploy_pool, deposit, new_funded_keypair
 from chain.envelope import sign_envelope
+from devnet.kit import deploy_pool, deposit, new_funded_keypair
 from liquidity.ledger import Ledger
 from tests.api.helpers import loan_body, stroops, wait_state
 from tests.fixtures.redis import REDIS_URL

@@ -16,14 +16,15 @@ import pytest
 
 from core.models import LoanState, OpenResult
 from liquidity.ledger import Ledger
-from liquidity.reconcile import PoolReport, ReportStore
 from liquidity.tx_index import TxIndex
+from reconcile.reconciler import PoolReport, ReportStore
+from runtime.clients import Clients
+from runtime.worker import build_worker
 from tests.api.conftest import admin_headers, api_server, http, shared_pool  # noqa: F401
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import register_pool, stack_settings
 from tests.saga.helpers import open_test_loan, terms_for, wait_view
 from tests.saga.procs import Proc
-from worker import Deps, build_worker
 from workflows.reconcile import ReconcileRun
 from workflows.reconcile_client import reconcile_now
 
@@ -84,16 +85,12 @@ async def world(saga_stack: Any, devnet: Any, deploy_pool: Any) -> AsyncIterator
         saga_stack.settings.temporal_address, devnet, prefix=prefix,
         task_queue=f"recon-{uuid.uuid4().hex[:8]}",
     )
-    ledger = Ledger(saga_stack.redis, prefix=prefix)
-    tx_index = TxIndex(saga_stack.redis, prefix=prefix)
+    clients = Clients.build(settings, saga_stack.redis, saga_stack.chain)
     pool = await deploy_pool(liquidity=100 * UNIT)
-    await register_pool(settings, ledger, saga_stack.chain, pool)
-    deps = Deps(settings=settings, redis=saga_stack.redis, ledger=ledger,
-                chain=saga_stack.chain, tx_index=tx_index)
-    world = World(saga_stack, settings, ledger, tx_index,
-                  ReportStore(saga_stack.redis, prefix=prefix), pool)
+    await register_pool(settings, clients.ledger, saga_stack.chain, pool)
+    world = World(saga_stack, settings, clients.ledger, clients.tx_index, clients.reports, pool)
     try:
-        async with build_worker(saga_stack.client, deps):
+        async with build_worker(saga_stack.client, clients):
             yield world
     finally:
         for proc in world.procs:

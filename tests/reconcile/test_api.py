@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from chain.devnet_kit import create_loan_direct
+from devnet.kit import create_loan_direct
 from tests.api.helpers import assert_error
 from tests.reconcile.conftest import UNIT
 from tests.saga.helpers import terms_for

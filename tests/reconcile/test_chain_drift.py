@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from chain.devnet_kit import create_loan_direct, repay_loan
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
+from devnet.kit import create_loan_direct, repay_loan
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import terms_for
 from workflows.loan_client import signal_cancel

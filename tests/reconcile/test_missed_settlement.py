@@ -4,8 +4,8 @@ loan, which reaches FUNDED; the locked change is explained by our own funding.""
 
 from __future__ import annotations
 
-from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState
+from devnet.kit import wait_for_tx
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import signed
 from workflows.loan_client import loan_view

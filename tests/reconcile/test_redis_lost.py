@@ -5,8 +5,8 @@ One of the open loans settled on chain meanwhile: restored, then committed in th
 
 from __future__ import annotations
 
-from chain.devnet_kit import wait_for_tx
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
+from devnet.kit import wait_for_tx
 from tests.reconcile.conftest import UNIT, World
 from tests.saga.helpers import signed
 from workflows.loan_client import signal_cancel

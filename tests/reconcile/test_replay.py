@@ -18,8 +18,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from runtime.clients import Clients
+from runtime.worker import build_worker
 from tests.reconcile.conftest import UNIT, World
-from worker import Deps, build_worker
 from workflows.reconcile import ReconcileWorkflow
 from workflows.reconcile_client import reconcile_now
 
@@ -44,9 +45,8 @@ async def test_run_on_an_uncached_worker_and_replay(world: World, deploy_pool):
     w.settings.pools[other.pool_id] = other.creditline_id
     w.settings.pools[BROKEN_POOL] = "CNOCREDITLINE"
     settings = w.settings.model_copy(update={"task_queue": f"nocache-{uuid.uuid4().hex[:8]}"})
-    deps = Deps(settings=settings, redis=w.stack.redis, ledger=w.ledger, chain=w.stack.chain,
-                tx_index=w.tx_index)
-    async with build_worker(w.stack.client, deps, max_cached_workflows=0):
+    clients = Clients.build(settings, w.stack.redis, w.stack.chain)
+    async with build_worker(w.stack.client, clients, max_cached_workflows=0):
         run = await reconcile_now(w.stack.client, settings)
 
     assert sorted(r.pool_id for r in run.reports) == sorted([w.pool_id, other.pool_id])

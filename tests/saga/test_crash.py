@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState, Submitted
+from devnet.kit import wait_for_tx
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex
+from runtime.clients import Clients
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import register_pool, stack_settings
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
@@ -48,11 +49,11 @@ async def isolated(saga_stack, devnet, deploy_pool) -> AsyncIterator[Isolated]:
         prefix=prefix,
         task_queue=f"crash-{uuid.uuid4().hex[:8]}",
     )
-    ledger = Ledger(saga_stack.redis, prefix=prefix)
+    clients = Clients.build(settings, saga_stack.redis, saga_stack.chain)
     pool = await deploy_pool(liquidity=100 * UNIT)
     # Registered only in this isolated settings: the session watcher does not follow this pool.
-    await register_pool(settings, ledger, saga_stack.chain, pool)
-    iso = Isolated(settings, ledger, TxIndex(saga_stack.redis, prefix=prefix), pool, [])
+    await register_pool(settings, clients.ledger, saga_stack.chain, pool)
+    iso = Isolated(settings, clients.ledger, clients.tx_index, pool, [])
     try:
         yield iso
     finally:

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState
+from devnet.kit import wait_for_tx
+from runtime.worker import build_worker
 from tests.fixtures.temporal import start_temporal
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
-from worker import build_worker
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle
 
@@ -71,7 +71,7 @@ async def test_long_ttl_expiry_under_time_skipping(
     await stack.add_pool(pool)
     borrower, vendor = await new_borrower(pool), await new_borrower()
     task_queue = f"skip-{uuid.uuid4().hex[:8]}"
-    async with build_worker(skipping_env.client, stack.deps, task_queue=task_queue):
+    async with build_worker(skipping_env.client, stack.clients, task_queue=task_queue):
         loan_id, offer = await open_test_loan(
             skipping_env.client,
             task_queue,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanState, Submitted
+from devnet.kit import wait_for_tx
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 from workflows.loan_client import loan_handle, signal_submitted
 from workflows.search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE, POOL_ID

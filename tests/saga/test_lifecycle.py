@@ -9,7 +9,6 @@ import uuid
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from chain.devnet_kit import create_loan_direct, wait_for_tx
 from core.models import (
     Cancel,
     Installment,
@@ -22,7 +21,8 @@ from core.models import (
     SettlementFailed,
     Submitted,
 )
-from liquidity.reconcile import establish_pool
+from devnet.kit import create_loan_direct, wait_for_tx
+from reconcile.reconciler import establish_pool
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import (

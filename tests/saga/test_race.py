@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from chain.devnet_kit import wait_for_tx
 from core.models import LoanOffer, LoanRefusal, LoanState
+from devnet.kit import wait_for_tx
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 
 UNIT = 10_000_000

@@ -23,10 +23,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from chain.devnet_kit import wait_for_tx
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState, SettlementFailed, Submitted
+from devnet.kit import wait_for_tx
+from runtime.worker import build_worker
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_view
-from worker import build_worker
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle, signal_cancel, signal_submitted
 
@@ -113,7 +113,9 @@ async def test_main_paths_on_an_uncached_worker_and_replay(saga_stack, deploy_po
     pool = await deploy_pool(liquidity=100 * UNIT)
     await stack.add_pool(pool)
     task_queue = f"nocache-{uuid.uuid4().hex[:8]}"
-    worker = build_worker(stack.client, stack.deps, task_queue=task_queue, max_cached_workflows=0)
+    worker = build_worker(
+        stack.client, stack.clients, task_queue=task_queue, max_cached_workflows=0
+    )
     async with worker:
         loans = await run_scenarios(stack.client, task_queue, stack, pool, new_borrower)
 

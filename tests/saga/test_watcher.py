@@ -9,13 +9,13 @@ import uuid
 
 from stellar_sdk import StrKey
 
-from chain.devnet_kit import wait_for_tx
 from chain.types import TxStatus
 from core.models import LoanOffer, LoanState
-from liquidity.reconcile import establish_pool
+from devnet.kit import wait_for_tx
 from liquidity.tx_index import TxIndex
+from reconcile.reconciler import establish_pool
+from settlement.watcher import SettlementWatcher, contract_groups
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
-from watcher import SettlementWatcher, contract_groups
 
 UNIT = 10_000_000
 

@@ -12,21 +12,21 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from chain.client import ChainClient
-from chain.devnet_kit import (
+from chain.envelope import sign_envelope
+from chain.errors import ChainRefusal
+from devnet.kit import (
     DevnetProcess,
     deploy_pool,
     new_funded_keypair,
     wait_for_tx,
 )
-from chain.envelope import sign_envelope
-from chain.errors import ChainRefusal
 from liquidity.ledger import Ledger
-from liquidity.reconcile import establish_pool
 from liquidity.tx_index import TxIndex, TxRef
 from liquidity.types import Reserved
+from reconcile.reconciler import establish_pool
+from settlement.watcher import SettlementWatcher
 from tests.fixtures.devnet import client_of, running_devnet
 from tests.saga.helpers import terms_for
-from watcher import SettlementWatcher
 
 UNIT = 10_000_000
 RETENTION = 20  # ledgers

@@ -18,9 +18,11 @@ from typing import Any
 from stellar_sdk import Address, Keypair, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses, xdrgen
-from chain.devnet.contracts import REGISTRY
-from chain.devnet.host import (
+from chain.envelope import Envelope, decode_envelope
+from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
+from devnet import addresses, xdrgen
+from devnet.contracts import REGISTRY
+from devnet.host import (
     INSTANCE_KEYS,
     Host,
     HostError,
@@ -28,8 +30,6 @@ from chain.devnet.host import (
     Storage,
     contract_id_from_seed,
 )
-from chain.envelope import Envelope, decode_envelope
-from chain.rpc_limits import MAX_CONTRACT_IDS_PER_FILTER, MAX_EVENT_FILTERS
 
 TRC = sx.TransactionResultCode
 PROTOCOL_VERSION = 23
@@ -174,8 +174,9 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
         raise RpcError(-32602, f"invalid cursor {cursor!r}") from exc
 
 
-# Soroban RPC's default history retention: 24 hours of 5-second ledgers.
-DEFAULT_RETENTION_LEDGERS = 17280
+# Soroban RPC's default history retention today: 120 960 ledgers, about 7 days of 5-second
+# ledgers (it was 17 280, one day, before).
+DEFAULT_RETENTION_LEDGERS = 120_960
 
 
 class Chain:
@@ -185,10 +186,17 @@ class Chain:
         *,
         base_fee: int = 100,
         retention_ledgers: int = DEFAULT_RETENTION_LEDGERS,
+        default_reputation: int = 0,
+        vendors_active_by_default: bool = False,
     ) -> None:
         """`retention_ledgers`: like Soroban RPC, events and transaction results are served
         for the most recent ledgers only; older ones are forgotten (getEvents refuses a
-        startLedger before them, getTransaction answers NOT_FOUND)."""
+        startLedger before them, getTransaction answers NOT_FOUND).
+
+        `default_reputation` / `vendors_active_by_default`: what the reputation store and the
+        vendor registry answer for an account nobody registered. StepFi's contracts answer 0 and
+        inactive (the defaults); a permissive devnet serves test suites that exercise other
+        things with random accounts."""
         if retention_ledgers < 1:
             raise ValueError("retention_ledgers must be at least 1")
         self.passphrase = passphrase
@@ -209,6 +217,11 @@ class Chain:
         self.genesis_time = self.close_time
         self._close_times: dict[int, int] = {1: self.close_time}
         self._applied: deque[tuple[int, str]] = deque()  # (ledger, tx hash), oldest first
+        # One vendor registry and one reputation store per devnet, shared by every creditline.
+        self.vendor_registry = self._new_contract(
+            "vendor_registry", {"DefaultActive": vendors_active_by_default}
+        )
+        self.reputation = self._new_contract("reputation", {"DefaultScore": default_reputation})
 
     # -- views ---------------------------------------------------------------------------------
     def header_xdr(self) -> str:
@@ -268,9 +281,45 @@ class Chain:
             self.modified[(cid, (name,))] = self.latest
         return cid
 
-    def deploy_pool(self, admin: str, min_guarantee_bps: int | None = None) -> dict[str, str]:
+    def set_vendor(self, vendor: str, active: bool) -> None:
+        """Devnet-only: the vendor registry's admin approves (active) or suspends a vendor."""
+        self._account_id(vendor, "vendor")
+        self._put(self.vendor_registry, ("Vendor", vendor), bool(active))
+
+    def set_reputation(self, user: str, score: int) -> None:
+        """Devnet-only: the reputation contract's updater sets a user's score (0-100)."""
+        from devnet.contracts import REPUTATION_MAX_SCORE
+
+        self._account_id(user, "user")
+        if not 0 <= score <= REPUTATION_MAX_SCORE:
+            raise RpcError(-32602, f"score must be between 0 and {REPUTATION_MAX_SCORE}")
+        self._put(self.reputation, ("Score", user), score)
+
+    @staticmethod
+    def _account_id(value: Any, name: str) -> None:
+        try:
+            Address(value)
+        except Exception as exc:
+            raise RpcError(-32602, f"invalid {name} address {value!r}") from exc
+
+    def _put(self, contract: str, key: tuple[Any, ...], value: Any) -> None:
+        self.data[(contract, key)] = value
+        self.modified[(contract, key)] = self.latest
+
+    def deploy_pool(
+        self,
+        admin: str,
+        min_guarantee_bps: int | None = None,
+        *,
+        vendor_registry: str | bool = True,
+        credit_limit_unit: int | None = None,
+        min_reputation: int | None = None,
+    ) -> dict[str, str]:
         """Deploy and initialize token + pool + creditline, the creditline registered in the pool
-        (what the admin's deploy/initialize/set_creditline transactions do on a network)."""
+        (what the admin's deploy/initialize/set_creditline transactions do on a network).
+
+        `vendor_registry`: True links the devnet's registry, False none (create_loan then
+        fails #16 InvalidVendor), a contract id that one (a non-registry fails #17)."""
         if admin not in self.accounts:
             raise RpcError(-32602, f"admin account {admin} does not exist (fund it first)")
         token = self._new_contract(
@@ -294,9 +343,24 @@ class Chain:
         }
         if min_guarantee_bps is not None:
             cl_storage["MinGuaranteeBps"] = min_guarantee_bps
+        if vendor_registry is True:
+            cl_storage["VendorRegistry"] = self.vendor_registry
+        elif isinstance(vendor_registry, str):
+            cl_storage["VendorRegistry"] = vendor_registry
+        cl_storage["Reputation"] = self.reputation
+        if credit_limit_unit is not None:
+            cl_storage["CreditLimitUnit"] = credit_limit_unit
+        if min_reputation is not None:
+            cl_storage["MinReputation"] = min_reputation
         creditline = self._new_contract("creditline", cl_storage)
         self.data[(pool, ("CreditLine",))] = creditline
-        return {"tokenId": token, "poolId": pool, "creditlineId": creditline}
+        return {
+            "tokenId": token,
+            "poolId": pool,
+            "creditlineId": creditline,
+            "vendorRegistryId": self.vendor_registry,
+            "reputationId": self.reputation,
+        }
 
     # -- envelope helpers ------------------------------------------------------------------------
     def _decode(self, xdr: Any) -> DecodedTx:

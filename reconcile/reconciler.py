@@ -55,7 +55,7 @@ class LoanInfo(BaseModel):
 
 
 class LoanDirectory(Protocol):
-    """Where loans live (Temporal, in production). Implemented by activities/reconcile.py."""
+    """Where loans live (Temporal, in production: workflows/loan_directory.py)."""
 
     async def lookup(self, loan_id: str) -> LoanInfo | None:
         """None when no loan workflow with this id exists."""
@@ -164,8 +164,7 @@ class ReportStore:
         self._prefix = prefix
 
     def key(self, pool_id: str) -> str:
-        state_key = pool_keys(self._prefix, pool_id).state
-        return state_key.removesuffix("state") + "recon"
+        return pool_keys(self._prefix, pool_id).recon
 
     async def latest(self, pool_id: str) -> PoolReport | None:
         raw = await self._redis.get(self.key(pool_id))

@@ -14,9 +14,9 @@ from typing import Any
 from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses
-from chain.devnet.contracts import native_to_scval, to_struct
-from chain.devnet.host import INSTANCE_KEYS, ContractEventRecord, HostError, StorageKey
+from devnet import addresses
+from devnet.contracts import native_to_scval, to_struct
+from devnet.host import INSTANCE_KEYS, ContractEventRecord, HostError, StorageKey
 
 TRC = sx.TransactionResultCode
 

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,7 @@ from chain.errors import ChainRefusal
 from chain.types import TxStatus
 from core.models import LoanTerms
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_XLM = 10_000 * 10_000_000  # 10k XLM in stroops: plenty for fees
 
 
@@ -55,7 +57,7 @@ def free_port() -> int:
 
 @dataclass
 class DevnetProcess:
-    """A `python -m chain.devnet` child process; stop it with `stop()` (by its own PID)."""
+    """A `python -m devnet` child process; stop it with `stop()` (by its own PID)."""
 
     rpc_url: str
     passphrase: str
@@ -82,9 +84,13 @@ def start_devnet(
     startup_timeout: float = 20,
     log_path: str | None = None,
     retention_ledgers: int | None = None,
+    default_reputation: int | None = None,
+    vendors_active_by_default: bool = False,
 ) -> DevnetProcess:
     """Start a devnet on a free 127.0.0.1 port and wait until GET /health answers.
-    `retention_ledgers`: how many recent ledgers of history it serves (default: Soroban RPC's)."""
+    `retention_ledgers`: how many recent ledgers of history it serves (default: Soroban RPC's).
+    `default_reputation` / `vendors_active_by_default`: permissive answers of the reputation
+    store and the vendor registry for accounts nobody registered (StepFi's: 0 and inactive)."""
     from core.settings import get_settings
 
     phrase = passphrase or get_settings().network_passphrase
@@ -96,7 +102,7 @@ def start_devnet(
             [
                 sys.executable,
                 "-m",
-                "chain.devnet",
+                "devnet",
                 "--port",
                 str(chosen),
                 "--ledger-interval",
@@ -108,9 +114,16 @@ def start_devnet(
                     if retention_ledgers is not None
                     else []
                 ),
+                *(
+                    ["--default-reputation", str(default_reputation)]
+                    if default_reputation is not None
+                    else []
+                ),
+                *(["--vendors-active-by-default"] if vendors_active_by_default else []),
             ],
             stdout=log,
             stderr=log,
+            cwd=REPO_ROOT,  # the devnet is not installed with the product: run it from the tree
         )
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline and proc.poll() is None:
@@ -154,6 +167,16 @@ async def fund_account(
         "devnet_fund",
         {"account": public_key, "xlm": xlm, "tokenId": token_id, "tokenAmount": token_amount},
     )
+
+
+async def set_vendor(rpc_url: str, vendor: str, *, active: bool = True) -> None:
+    """The vendor registry's admin approves (or suspends) `vendor`."""
+    await devnet_call(rpc_url, "devnet_setVendor", {"vendor": vendor, "active": active})
+
+
+async def set_reputation(rpc_url: str, user: str, score: int) -> None:
+    """The reputation contract's updater sets `user`'s score (0-100; StepFi's threshold is 50)."""
+    await devnet_call(rpc_url, "devnet_setReputation", {"user": user, "score": score})
 
 
 async def new_funded_keypair(
@@ -272,14 +295,23 @@ async def create_loan_direct(
 
 
 async def deploy_pool(
-    rpc_url: str, network_passphrase: str, *, liquidity: int, min_guarantee_bps: int | None = None
+    rpc_url: str,
+    network_passphrase: str,
+    *,
+    liquidity: int,
+    min_guarantee_bps: int | None = None,
+    vendor_registry: bool | str = True,
+    credit_limit_unit: int | None = None,
 ) -> DeployedPool:
     """Deploy token + pool + creditline and seed `liquidity` stroops through a real, signed
-    `deposit` transaction from a fresh LP account."""
+    `deposit` transaction from a fresh LP account. `vendor_registry`: the devnet's (True),
+    none (False: create_loan fails #16), or the contract at that id."""
     admin = await new_funded_keypair(rpc_url)
-    params: dict[str, Any] = {"admin": admin.public_key}
+    params: dict[str, Any] = {"admin": admin.public_key, "vendorRegistry": vendor_registry}
     if min_guarantee_bps is not None:
         params["minGuaranteeBps"] = min_guarantee_bps
+    if credit_limit_unit is not None:
+        params["creditLimitUnit"] = credit_limit_unit
     ids = await devnet_call(rpc_url, "devnet_deployPool", params)
     lp = await new_funded_keypair(rpc_url, token_id=ids["tokenId"], token_amount=liquidity)
     pool = DeployedPool(

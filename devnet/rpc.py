@@ -1,7 +1,8 @@
 """HTTP face of the devnet: Soroban RPC JSON-RPC 2.0 at POST / and /rpc, plus devnet-only extras.
 
 Devnet-only (never on a real network): JSON-RPC methods `devnet_fund`, `devnet_deployPool`,
-`devnet_closeLedger`; HTTP `GET /health` (readiness) and `GET /friendbot?addr=G...`."""
+`devnet_closeLedger`, `devnet_setVendor {vendor, active}`, `devnet_setReputation {user, score}`;
+HTTP `GET /health` (readiness) and `GET /friendbot?addr=G...`."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from chain.devnet.ledger import FRIENDBOT_XLM, PROTOCOL_VERSION, Chain, RpcError
+from devnet.ledger import FRIENDBOT_XLM, PROTOCOL_VERSION, Chain, RpcError
 
-log = logging.getLogger("chain.devnet")
+log = logging.getLogger("devnet")
 
 Params = dict[str, Any]
 
@@ -48,6 +49,8 @@ class DevnetServer:
             "devnet_fund": self.fund,
             "devnet_deployPool": self.deploy_pool,
             "devnet_closeLedger": lambda p: {"sequence": chain.close_ledger()},
+            "devnet_setVendor": self.set_vendor,
+            "devnet_setReputation": self.set_reputation,
         }
 
     # -- methods -----------------------------------------------------------------------------------
@@ -119,7 +122,31 @@ class DevnetServer:
         if not isinstance(admin, str):
             raise RpcError(-32602, "devnet_deployPool: {admin: G...}")
         bps = p.get("minGuaranteeBps")
-        return self.chain.deploy_pool(admin, bps if isinstance(bps, int) else None)
+        registry = p.get("vendorRegistry", True)
+        unit, min_rep = p.get("creditLimitUnit"), p.get("minReputation")
+        if not isinstance(registry, bool | str) or registry is None:
+            raise RpcError(-32602, "devnet_deployPool: vendorRegistry is true, false or C...")
+        return self.chain.deploy_pool(
+            admin,
+            bps if isinstance(bps, int) else None,
+            vendor_registry=registry,
+            credit_limit_unit=unit if isinstance(unit, int) and unit > 0 else None,
+            min_reputation=min_rep if isinstance(min_rep, int) else None,
+        )
+
+    def set_vendor(self, p: Params) -> dict[str, Any]:
+        vendor, active = p.get("vendor"), p.get("active")
+        if not isinstance(vendor, str) or not isinstance(active, bool):
+            raise RpcError(-32602, "devnet_setVendor: {vendor: G..., active: bool}")
+        self.chain.set_vendor(vendor, active)
+        return {"vendor": vendor, "active": active, "latestLedger": self.chain.latest}
+
+    def set_reputation(self, p: Params) -> dict[str, Any]:
+        user, score = p.get("user"), p.get("score")
+        if not isinstance(user, str) or not isinstance(score, int) or isinstance(score, bool):
+            raise RpcError(-32602, "devnet_setReputation: {user: G..., score: int}")
+        self.chain.set_reputation(user, score)
+        return {"user": user, "score": score, "latestLedger": self.chain.latest}
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _dispatch(self, body: Any) -> dict[str, Any]:

@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from chain.devnet_kit import token_balance
+from devnet.kit import token_balance
 from tests.chain.helpers import UNIT
 
 
 async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "boot.json"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chain.bootstrap", "--rpc-url", devnet.rpc_url, "--passphrase",
+        sys.executable, "-m", "devnet.bootstrap", "--rpc-url", devnet.rpc_url, "--passphrase",
         devnet.passphrase, "--liquidity", "250.5", "--borrowers", "2", "--borrower-tokens", "10",
         "--out", str(out), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )

@@ -12,7 +12,7 @@ from typing import Any
 from stellar_sdk import StrKey, scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses
+from devnet import addresses
 
 StorageKey = tuple[
     Any, ...
@@ -34,6 +34,12 @@ INSTANCE_KEYS = frozenset(
         "Symbol",
         "Decimals",
         "MinGuaranteeBps",
+        "VendorRegistry",
+        "Reputation",
+        "MinReputation",
+        "CreditLimitUnit",
+        "DefaultActive",
+        "DefaultScore",
     }
 )
 

@@ -8,7 +8,10 @@ import asyncio
 import pytest
 from stellar_sdk import Keypair, scval
 
-from chain.devnet_kit import (
+from chain.envelope import sign_envelope
+from chain.errors import ChainRefusal
+from chain.types import FailureReason
+from devnet.kit import (
     create_loan_direct,
     deposit,
     fund_account,
@@ -18,9 +21,6 @@ from chain.devnet_kit import (
     wait_for_tx,
     withdraw,
 )
-from chain.envelope import sign_envelope
-from chain.errors import ChainRefusal
-from chain.types import FailureReason
 from tests.chain.helpers import UNIT, expiry, loan_terms
 
 
@@ -30,7 +30,7 @@ async def test_funding_locks_liquidity_and_pays_the_vendor(
     new_borrower,
     devnet,  # type: ignore[no-untyped-def]
 ) -> None:
-    pool = await deploy_pool(liquidity=500 * UNIT)
+    pool = await deploy_pool(liquidity=500 * UNIT, min_guarantee_bps=1_000)  # 20 of 120
     borrower = await new_borrower(pool, token_amount=50 * UNIT)
     vendor = Keypair.random().public_key
     terms = loan_terms(borrower.public_key, total=120 * UNIT, guarantee=20 * UNIT, vendor=vendor)
@@ -107,13 +107,16 @@ async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borr
             await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
         return caught.value
 
-    short = await refusal(loan_terms(rich.public_key, total=70 * UNIT, guarantee=10 * UNIT))
+    short = await refusal(loan_terms(rich.public_key, total=75 * UNIT, guarantee=15 * UNIT))
     assert (short.reason, short.detail) == (
         FailureReason.INSUFFICIENT_LIQUIDITY,
         "Error(Contract, #5)",
     )
     thin = await refusal(loan_terms(rich.public_key, total=20 * UNIT, guarantee=1 * UNIT))
-    assert (thin.reason, thin.detail) == (FailureReason.CONTRACT_ERROR, "Error(Contract, #2)")
+    assert (thin.reason, thin.detail) == (
+        FailureReason.INSUFFICIENT_GUARANTEE,
+        "Error(Contract, #2)",
+    )
     broke = await refusal(loan_terms(poor.public_key, total=20 * UNIT, guarantee=5 * UNIT))
     assert (broke.reason, broke.detail) == (
         FailureReason.INSUFFICIENT_BALANCE,
@@ -160,7 +163,7 @@ async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower,
         rpc,
         phrase,
         pool.creditline_id,
-        loan_terms(borrower.public_key, total=120 * UNIT, guarantee=20 * UNIT),
+        loan_terms(borrower.public_key, total=125 * UNIT, guarantee=25 * UNIT),
         borrower.secret,
     )
     assert loan.status == "success"

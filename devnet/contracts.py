@@ -13,8 +13,8 @@ from typing import Any
 from stellar_sdk import scval
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses
-from chain.devnet.host import (
+from devnet import addresses
+from devnet.host import (
     ContractFn,
     Host,
     HostError,
@@ -265,16 +265,114 @@ def pool_get_lp_shares(host: Host, me: str, provider: sx.SCVal) -> sx.SCVal:
     return scval.to_int128(host.storage.get(me, ("LpShares", arg_address(host, provider)), 0))
 
 
+# --- VendorRegistry and Reputation (the two contracts create_loan consults) ----------------------
+# One of each per devnet, shared by every creditline (devnet_setVendor / devnet_setReputation
+# write them). Unregistered means what it means in StepFi's contracts: `is_active` is false and
+# `get_score` is 0, unless the devnet was started with permissive defaults (test suites that do
+# not exercise these checks).
+REPUTATION_MAX_SCORE = 100  # StepFi's reputation contract refuses a higher score (OutOfBounds)
+
+
+def registry_is_active(host: Host, me: str, vendor: sx.SCVal) -> sx.SCVal:
+    who = arg_address(host, vendor)
+    default = bool(host.storage.get(me, ("DefaultActive",), False))
+    return scval.to_bool(bool(host.storage.get(me, ("Vendor", who), default)))
+
+
+def reputation_get_score(host: Host, me: str, user: sx.SCVal) -> sx.SCVal:
+    who = arg_address(host, user)
+    default = host.storage.get(me, ("DefaultScore",), 0)
+    return scval.to_uint32(int(host.storage.get(me, ("Score", who), default)))
+
+
 # --- CreditLine ----------------------------------------------------------------------------------
 CL_INSUFFICIENT_GUARANTEE = 2
+CL_VENDOR_NOT_ACTIVE = 3
+CL_INSUFFICIENT_REPUTATION = 4
 CL_INSUFFICIENT_LIQUIDITY = 5
 CL_LOAN_NOT_FOUND = 6
 CL_LOAN_NOT_ACTIVE = 7
 CL_INVALID_AMOUNT = 9
 CL_INVALID_REPAYMENT_AMOUNT = 13
 CL_UNAUTHORIZED_REPAYER = 14
+CL_INVALID_VENDOR = 16
+CL_VENDOR_VALIDATION_FAILED = 17
+CL_EXPOSURE_LIMIT_EXCEEDED = 18
+CL_PARAMETERS_UNAVAILABLE = 20
 CL_INVALID_DUE_DATE = 27
-DEFAULT_MIN_GUARANTEE_BPS = 1_000  # StepFi uses 20 %; this project's credit policy uses 10 %
+# StepFi's default protocol parameters: min_guarantee_percent 20, min_reputation_threshold 50.
+DEFAULT_MIN_GUARANTEE_BPS = 2_000
+DEFAULT_MIN_REPUTATION = 50
+SERVICE_FEE_BPS = 100  # StepFi: a flat 1 % service fee, part of the debt the exposure cap counts
+# StepFi's `credit_limit(score)` tiers compare the raw i128 debt with 10_000 / 5_000 / 2_500 /
+# 1_000; with a 7-decimal token that would be a thousandth of a unit. The devnet reads the tiers
+# in whole token units (`CreditLimitUnit`, default 10^7 stroops): a documented deviation.
+DEFAULT_CREDIT_LIMIT_UNIT = 10_000_000
+
+
+def credit_limit_tier(score: int) -> int:
+    """StepFi's `credit_limit(score)`, in token units."""
+    if score >= 90:
+        return 10_000
+    if score >= 75:
+        return 5_000
+    if score >= 60:
+        return 2_500
+    return 1_000
+
+
+def interest_rate_bps(score: int) -> int:
+    """StepFi's `interest_rate_bps` with `base_interest_bps == 0` (its default parameters)."""
+    if score >= 90:
+        return 400
+    if score >= 75:
+        return 600
+    if score >= 60:
+        return 800
+    return 1_000
+
+
+def loan_debt(total: int, score: int) -> int:
+    """What `build_loan` adds to the borrower's active debt: total + interest + service fee."""
+    return total + total * interest_rate_bps(score) // 10_000 + total * SERVICE_FEE_BPS // 10_000
+
+
+def _validate_vendor(host: Host, me: str, vendor: str) -> None:
+    """StepFi's validate_vendor: no registry configured #16, the registry call failing #17,
+    an inactive (or unregistered) vendor #3."""
+    registry = host.storage.get(me, ("VendorRegistry",))
+    if not registry:
+        raise contract_error(CL_INVALID_VENDOR, me, "no vendor registry configured")
+    try:
+        active = host.invoke(registry, "is_active", [addresses.to_address(vendor)])
+    except HostError as exc:
+        raise contract_error(
+            CL_VENDOR_VALIDATION_FAILED, me, f"vendor registry call failed: {exc.rendered}"
+        ) from exc
+    if active.type != sx.SCValType.SCV_BOOL:
+        raise contract_error(CL_VENDOR_VALIDATION_FAILED, me, "is_active did not return a bool")
+    if not active.b:
+        raise contract_error(CL_VENDOR_NOT_ACTIVE, me, f"vendor {vendor} is not active")
+
+
+def _validate_reputation(host: Host, me: str, user: str) -> int:
+    reputation = host.storage.get(me, ("Reputation",))
+    if not reputation:
+        raise contract_error(CL_PARAMETERS_UNAVAILABLE, me, "no reputation contract configured")
+    answer = host.invoke(reputation, "get_score", [addresses.to_address(user)])
+    score = arg_u32(host, answer)
+    threshold = host.storage.get(me, ("MinReputation",), DEFAULT_MIN_REPUTATION)
+    if score < threshold:
+        raise contract_error(
+            CL_INSUFFICIENT_REPUTATION, me, f"reputation {score} < threshold {threshold}"
+        )
+    return score
+
+
+def active_debt_of(host: Host, me: str, user: str) -> int:
+    value = host.storage.get(me, ("ActiveDebt", user), 0)
+    assert isinstance(value, int)
+    return value
 
 
 def _schedule(host: Host, me: str, val: sx.SCVal) -> list[dict[str, int]]:
@@ -319,12 +417,15 @@ def cl_create_loan(
     if total <= 0 or guarantee <= 0 or guarantee > total:
         raise contract_error(CL_INVALID_AMOUNT, me)
     min_bps = host.storage.get(me, ("MinGuaranteeBps",), DEFAULT_MIN_GUARANTEE_BPS)
-    if guarantee * 10_000 < total * min_bps:
+    # StepFi: min_guarantee = total * min_guarantee_percent / 100, integer division
+    if guarantee < total * min_bps // 10_000:
         raise contract_error(CL_INSUFFICIENT_GUARANTEE, me)
     if not schedule or any(i["amount"] <= 0 for i in schedule):
         raise contract_error(CL_INVALID_AMOUNT, me, "empty schedule or non-positive installment")
     if any(b["due_date"] < a["due_date"] for a, b in itertools.pairwise(schedule)):
         raise contract_error(CL_INVALID_DUE_DATE, me, "due dates must not decrease")
+    _validate_vendor(host, me, merchant)
+    score = _validate_reputation(host, me, borrower)
     # validate_liquidity: the check whose answer goes stale between assessment and settlement
     pool = host.storage.get(me, ("Pool",))
     required = total - guarantee
@@ -335,6 +436,18 @@ def cl_create_loan(
             me,
             f"available {stats['available_liquidity']} < required {required}",
         )
+    # build_loan's exposure cap (after validate_liquidity, as in StepFi's create_loan)
+    debt = loan_debt(total, score)
+    active = active_debt_of(host, me, borrower)
+    unit = host.storage.get(me, ("CreditLimitUnit",), DEFAULT_CREDIT_LIMIT_UNIT)
+    limit = credit_limit_tier(score) * unit
+    if active + debt > limit:
+        raise contract_error(
+            CL_EXPOSURE_LIMIT_EXCEEDED,
+            me,
+            f"active debt {active} + {debt} > credit limit {limit} (score {score})",
+        )
+    host.storage.put(me, ("ActiveDebt", borrower), active + debt)
     loan_id = _int(host, me, "LoanCounter") + 1
     host.storage.put(me, ("LoanCounter",), loan_id)
     # fund_loan_from_pool: escrow the guarantee, then the pool pays the vendor
@@ -357,6 +470,7 @@ def cl_create_loan(
             "remaining_balance": required,  # what the pool is owed
             "repayment_schedule": schedule,
             "loan_type": kind,
+            "debt_outstanding": debt,  # StepFi's remaining_balance: what the exposure cap counts
             "status": "Active",
             "created_at": host.timestamp,
         },
@@ -390,7 +504,14 @@ def cl_repay_loan(
     if value <= 0 or value > loan["remaining_balance"]:
         raise contract_error(CL_INVALID_REPAYMENT_AMOUNT, me)
     remaining = loan["remaining_balance"] - value
-    loan = {**loan, "remaining_balance": remaining}
+    # the borrower's active debt goes down by what is paid, and by the rest of the loan's debt
+    # (interest and fee included) once it is paid off
+    owed = loan.get("debt_outstanding", 0)
+    paid_debt = owed if remaining == 0 else min(value, owed)
+    loan = {**loan, "remaining_balance": remaining, "debt_outstanding": owed - paid_debt}
+    host.storage.put(
+        me, ("ActiveDebt", borrower), max(0, active_debt_of(host, me, borrower) - paid_debt)
+    )
     token, pool = host.storage.get(me, ("Token",)), host.storage.get(me, ("Pool",))
     call_transfer(host, token, borrower, me, value)
     host.invoke(
@@ -414,6 +535,10 @@ def cl_repay_loan(
         ),
     )
     return scval.to_int128(remaining)
+
+
+def cl_get_user_active_debt(host: Host, me: str, borrower: sx.SCVal) -> sx.SCVal:
+    return scval.to_int128(active_debt_of(host, me, arg_address(host, borrower)))
 
 
 def cl_get_loan(host: Host, me: str, loan_id: sx.SCVal) -> sx.SCVal:
@@ -464,5 +589,8 @@ REGISTRY: dict[str, dict[str, ContractFn]] = {
         "create_loan": cl_create_loan,
         "repay_loan": cl_repay_loan,
         "get_loan": cl_get_loan,
+        "get_user_active_debt": cl_get_user_active_debt,
     },
+    "vendor_registry": {"is_active": registry_is_active},
+    "reputation": {"get_score": reputation_get_score},
 }

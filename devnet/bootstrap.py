@@ -1,7 +1,8 @@
-"""`python -m chain.bootstrap --rpc-url URL [--liquidity UNITS] [--borrowers N] [--out FILE]`
+"""`python -m devnet.bootstrap --rpc-url URL [--liquidity UNITS] [--borrowers N] [--out FILE]`
 
 Deploys one pool + creditline on a running devnet, seeds LP liquidity with a real deposit, funds
-N demo borrowers (XLM for fees, tokens for guarantees) and a vendor, and prints the contract ids.
+N demo borrowers (XLM for fees, tokens for guarantees, a passing reputation score) and a vendor
+(approved in the vendor registry), and prints the contract ids.
 Devnet only: it uses the devnet's friendbot and deploy calls."""
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from chain.client import ChainClient
-from chain.devnet_kit import deploy_pool, new_funded_keypair
 from core.money import STROOPS_PER_UNIT, to_stroops
 from core.settings import get_settings
+from devnet.kit import deploy_pool, new_funded_keypair, set_reputation, set_vendor
+
+DEMO_REPUTATION = 100  # StepFi's top tier: credit limit 10 000 units
 
 
 async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers: int,
@@ -27,6 +30,12 @@ async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers:
           for _ in range(borrowers))
     )
     vendor = await new_funded_keypair(rpc_url)
+    # StepFi's create_loan refuses an unregistered vendor (#3) and a borrower scored below 50
+    # (#4): the demo vendor is approved and every demo borrower gets a top score.
+    await set_vendor(rpc_url, vendor.public_key, active=True)
+    await asyncio.gather(
+        *(set_reputation(rpc_url, k.public_key, DEMO_REPUTATION) for k in accounts)
+    )
     client = ChainClient(rpc_url, passphrase)
     try:
         stats = await client.pool_stats(pool.pool_id)
@@ -43,12 +52,13 @@ async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers:
         "borrowers": [{"public": k.public_key, "secret": k.secret} for k in accounts],
         "vendor": vendor.public_key,
         "vendor_secret": vendor.secret,
+        "reputation": DEMO_REPUTATION,
         "pool_stats": stats.model_dump(),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m chain.bootstrap", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devnet.bootstrap", description=__doc__)
     parser.add_argument("--rpc-url", default=None, help="default: settings.rpc_url")
     parser.add_argument("--passphrase", default=None, help="default: settings.network_passphrase")
     parser.add_argument("--liquidity", default="1000000", help="LP liquidity in token units")

@@ -19,10 +19,10 @@ from stellar_sdk import (
 )
 from stellar_sdk import xdr as sx
 
-from chain.devnet import addresses, xdrgen
-from chain.devnet.contracts import to_struct
-from chain.devnet.host import ContractEventRecord, HostError
-from chain.devnet.ledger import Chain, RpcError
+from devnet import addresses, xdrgen
+from devnet.contracts import to_struct
+from devnet.host import ContractEventRecord, HostError
+from devnet.ledger import Chain, RpcError
 
 PASSPHRASE = "Test ; devnet encoding"
 CONTRACT = StrKey.encode_contract(bytes(range(32)))

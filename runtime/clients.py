@@ -1,0 +1,123 @@
+"""The one place that builds the runtime clients from settings: Redis and what sits on it (the
+reservation ledger with its safety buffer, the tx index, the reconciler's reports, the watcher's
+lease), the chain client and the Temporal client. Built here and nowhere else, every process
+(worker, watcher, API, tools, tests, benches) uses the same prefix, safety buffer and fee."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from chain.client import ChainClient
+from core.settings import Settings
+from core.telemetry.exporter import temporal_runtime
+from liquidity.connection import connect_redis
+from liquidity.history import LiquidityHistory
+from liquidity.lease import Lease
+from liquidity.ledger import Ledger
+from liquidity.tx_index import TxIndex
+from reconcile.reconciler import ReportStore
+
+
+def redis_client(settings: Settings, *, max_connections: int | None = None) -> aioredis.Redis:
+    """Connects lazily: building it reaches nothing until the first command."""
+    if max_connections is None:
+        return connect_redis(settings.redis_url)
+    return connect_redis(settings.redis_url, max_connections=max_connections)
+
+
+def ledger(settings: Settings, redis: aioredis.Redis) -> Ledger:
+    return Ledger(
+        redis, prefix=settings.ledger_prefix, safety_buffer=settings.safety_buffer_stroops
+    )
+
+
+def tx_index(settings: Settings, redis: aioredis.Redis) -> TxIndex:
+    return TxIndex(redis, prefix=settings.ledger_prefix)
+
+
+def report_store(settings: Settings, redis: aioredis.Redis) -> ReportStore:
+    return ReportStore(redis, prefix=settings.ledger_prefix)
+
+
+def liquidity_history(settings: Settings, redis: aioredis.Redis) -> LiquidityHistory:
+    """The dashboard chart's samples per pool (written by the active watcher)."""
+    return LiquidityHistory(
+        redis, prefix=settings.ledger_prefix, window_ms=settings.history_window_seconds * 1000
+    )
+
+
+def watcher_lease(settings: Settings, redis: aioredis.Redis) -> Lease:
+    """One active watcher per network: whoever holds this lease works, the others stand by."""
+    return Lease(
+        redis,
+        f"{settings.ledger_prefix}:watcher:lease",
+        holder=settings.watcher_id or f"{socket.gethostname()}:{os.getpid()}",
+        ttl_ms=settings.watcher_lease_seconds * 1000,
+    )
+
+
+def chain_client(settings: Settings) -> ChainClient:
+    return ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
+
+
+async def temporal_client(settings: Settings) -> Client:
+    """With the pydantic data converter every workflow and activity payload here needs, and
+    the process's SDK Runtime when it made one (its metrics endpoint and log forwarding)."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=temporal_runtime(),
+    )
+
+
+@dataclass
+class Clients:
+    """Process-wide clients shared by everything in a process (one Redis pool, one RPC
+    session). `build` does not own what it is handed; `open_clients` owns what it opens."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    ledger: Ledger
+    chain: ChainClient
+    tx_index: TxIndex
+    reports: ReportStore
+
+    @classmethod
+    def build(cls, settings: Settings, redis: aioredis.Redis, chain: ChainClient) -> Clients:
+        return cls(
+            settings=settings,
+            redis=redis,
+            ledger=ledger(settings, redis),
+            chain=chain,
+            tx_index=tx_index(settings, redis),
+            reports=report_store(settings, redis),
+        )
+
+    @classmethod
+    def open(cls, settings: Settings) -> Clients:
+        """New Redis and chain clients; the caller closes them with `close()`."""
+        return cls.build(settings, redis_client(settings), chain_client(settings))
+
+    async def close(self) -> None:
+        try:
+            await self.chain.close()
+        finally:
+            await self.redis.aclose()
+
+
+@asynccontextmanager
+async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
+    clients = Clients.open(settings)
+    try:
+        yield clients
+    finally:
+        await clients.close()
