@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,9 @@ class Run:
 
 async def _open(http: httpx.AsyncClient, pool_id: str, borrower: str, vendor: str,
                 funded_units: int, **extra: Any) -> httpx.Response:
-    total = funded_units * 5 // 4
-    body = loan_body(pool_id, borrower, vendor, total=str(total),
-                     guarantee=str(total - funded_units), **extra)
+    total = Decimal(funded_units) * Decimal("1.25")  # a 20 % guarantee, the policy's minimum
+    body = loan_body(pool_id, borrower, vendor, total=format(total.normalize(), "f"),
+                     guarantee=format((total - funded_units).normalize(), "f"), **extra)
     return await http.post("/v1/loans", json=body,
                            headers={"Idempotency-Key": f"ops-{uuid.uuid4()}"})
 
