@@ -19,7 +19,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from api.deps import AdminDep, Services, ServicesDep
+from api.auth.deps import OperatorDep
+from api.deps import Services, ServicesDep
 from api.errors import ApiError
 from api.routes.reconciliation import ReconciliationOut
 from api.schemas import AuditOut, BlockedOut, ErrorOut, PoolLiquidity, ReservationOut
@@ -97,7 +98,7 @@ async def _board(svc: Services, pool_id: str) -> PoolBoard:
 
 @data_router.get("/dashboard", response_model=DashboardOut,
                  responses={s: {"model": ErrorOut} for s in (401, 403, 503)})
-async def dashboard_data(svc: ServicesDep, _: AdminDep) -> Any:
+async def dashboard_data(svc: ServicesDep, _: OperatorDep) -> Any:
     """Everything the dashboard shows, for every configured pool (operator credential)."""
     pools = sorted(svc.settings.pools)
     try:

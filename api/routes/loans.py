@@ -1,6 +1,10 @@
 """Loan routes: open a loan (update-with-start on the loan workflow), read it, relay the signed
 funding transaction, cancel it. Business outcomes come back from the workflow as values; this
-module only maps them to HTTP statuses and the one error shape."""
+module only maps them to HTTP statuses and the one error shape.
+
+Who may: a key with `loans:write` opens, submits and cancels any loan, `loans:read` reads any;
+a borrower's SEP-10 token does all four for its own account's loans only. On a loan that is not
+its own, a borrower token gets the same 403 whether the loan exists or not: it learns nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from api.auth.deps import CallerDep, forbidden, require_scope
+from api.auth.principal import LOANS_READ, LOANS_WRITE, Principal
 from api.deps import Services, ServicesDep, TemporalDep
 from api.errors import ApiError, error_body
 from api.schemas import (
@@ -55,12 +61,18 @@ REFUSAL_STATUS: dict[str, int] = {
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 404, 409, 422, 423, 503)
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 423, 503)
 }
+NOT_YOURS = "a borrower token acts only on its own account's loans"
 
 
-def loan_id_for(idempotency_key: str) -> str:
-    return str(uuid.uuid5(LOAN_ID_NAMESPACE, idempotency_key))
+def loan_id_for(idempotency_key: str, caller: Principal | None = None) -> str:
+    """Platform keys share one key space (a rotated key retrying a request meets the loan the
+    old key opened); a borrower's wallet has its own, so no wallet can collide with, or learn
+    the loan id of, a request of someone else."""
+    scoped = idempotency_key if caller is None or caller.account is None else (
+        f"account:{caller.account}:{idempotency_key}")
+    return str(uuid.uuid5(LOAN_ID_NAMESPACE, scoped))
 
 
 def require_idempotency_key(
@@ -103,6 +115,33 @@ async def _view_or_404(client: Client, loan_id: str) -> LoanView:
     return view
 
 
+async def _view_for(caller: Principal, client: Client, loan_id: str, scope: str) -> LoanView:
+    """The loan, if this caller may act on it with `scope`'s rights."""
+    if caller.account is None:
+        require_scope(caller, scope)
+        return await _view_or_404(client, loan_id)
+    try:
+        view = await _view_or_404(client, loan_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise forbidden(None, NOT_YOURS) from None
+    if view.borrower != caller.account:
+        raise forbidden(None, NOT_YOURS)
+    return view
+
+
+def _may_open(caller: Principal, svc: Services, body: LoanRequest) -> None:
+    if caller.account is None:
+        require_scope(caller, LOANS_WRITE)
+        return
+    if not svc.settings.wallet_opens_enabled:
+        raise forbidden(LOANS_WRITE, "borrower tokens may not open loans here (the platform "
+                        "opens them): this needs an API key with `loans:write`")
+    if body.borrower != caller.account:
+        raise forbidden(None, "a borrower token opens loans only for its own account")
+
+
 def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResponse:
     status = REFUSAL_STATUS.get(refusal.code, 422)
     details = {"loan_id": refusal.loan_id, **amounts_as_decimal(refusal.details)}
@@ -120,11 +159,13 @@ def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResp
     summary="Reserve pool liquidity and get the funding transaction to sign",
 )
 async def open_loan(
+    caller: CallerDep,
     key: Annotated[str, Depends(require_idempotency_key)],
     body: LoanRequest,
     svc: ServicesDep,
     client: TemporalDep,
 ) -> JSONResponse:
+    _may_open(caller, svc, body)
     creditline = svc.settings.pools.get(body.pool_id)
     if creditline is None:
         raise ApiError(422, "pool_not_found", "no such pool is configured",
@@ -133,7 +174,7 @@ async def open_loan(
         raise ApiError(422, "validation_error", "ttl_seconds exceeds the server's maximum",
                        {"max_ttl_seconds": svc.settings.reservation_ttl_seconds})
 
-    loan_id = loan_id_for(key)
+    loan_id = loan_id_for(key, caller)
     bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
@@ -170,8 +211,8 @@ async def open_loan(
 
 
 @router.get("/{loan_id}", response_model=LoanOut, responses=ERRORS, summary="A loan's state")
-async def get_loan(loan_id: str, client: TemporalDep) -> LoanOut:
-    return LoanOut.of(await _view_or_404(client, loan_id))
+async def get_loan(caller: CallerDep, loan_id: str, client: TemporalDep) -> LoanOut:
+    return LoanOut.of(await _view_for(caller, client, loan_id, LOANS_READ))
 
 
 def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
@@ -203,12 +244,13 @@ def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
     summary="Relay the borrower-signed funding transaction to the chain",
 )
 async def submit_loan(
+    caller: CallerDep,
     loan_id: str,
     body: SubmitRequest,
     svc: ServicesDep,
     client: TemporalDep,
 ) -> JSONResponse:
-    view = await _view_or_404(client, loan_id)
+    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.funding is None or view.state not in (
         LoanState.RESERVED, LoanState.SUBMITTED, LoanState.FUNDED
     ):
@@ -255,11 +297,12 @@ async def submit_loan(
     summary="Give up on a loan; its reservation is released",
 )
 async def cancel_loan(
+    caller: CallerDep,
     loan_id: str,
     client: TemporalDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> JSONResponse:
-    view = await _view_or_404(client, loan_id)
+    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.state in TERMINAL_STATES:
         raise ApiError(409, "loan_closed", "the loan has already ended",
                        {"state": view.state.value})

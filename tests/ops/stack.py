@@ -6,6 +6,7 @@ Prometheus reads it."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from stellar_sdk import Keypair
 
 from devnet.kit import free_port
 from tests.fixtures.redis import delete_prefix
@@ -58,7 +60,12 @@ class OpsStack:
     pool: Any
     api_url: str
     metrics_urls: dict[str, str]
+    api_key: str = ""  # every scope (a platform key that is also an operator's)
     procs: dict[str, Proc] = field(default_factory=dict)
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.api_url, timeout=30,
+                                 headers={"Authorization": f"Bearer {self.api_key}"})
 
     async def scrape(self, process: str) -> Samples:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -91,6 +98,8 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
                     **overrides: Any) -> AsyncIterator[OpsStack]:
     """Start api, worker and watcher for `pool` (already deployed); settings `overrides` apply
     to all three. Stopped by their PIDs, keys deleted, on exit."""
+    from api.auth.keys import ApiKeyStore
+    from api.auth.principal import SCOPES
     from liquidity.ledger import Ledger
     from reconcile.reconciler import establish_pool
 
@@ -102,6 +111,8 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
     ports = {name: free_port() for name in ("api", "worker", "watcher")}
     settings.pools = {pool.pool_id: pool.creditline_id}
     settings.admin_token = f"operator-{uuid.uuid4().hex}"
+    settings.jwt_secret = secrets.token_urlsafe(48)
+    settings.sep10_signing_secret = Keypair.random().secret
     settings.api_port = free_port()
     settings.api_metrics_port = ports["api"]
     settings.worker_metrics_port = ports["worker"]
@@ -121,6 +132,7 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
         settings=settings, pool=pool, api_url=f"http://127.0.0.1:{settings.api_port}",
         metrics_urls={n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()},
     )
+    _, stack.api_key = await ApiKeyStore(redis, prefix=prefix).create("tests/ops", SCOPES)
     try:
         stack.procs["worker"] = Proc("worker.py", settings)
         stack.procs["watcher"] = Proc("watcher.py", settings)

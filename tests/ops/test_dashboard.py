@@ -123,7 +123,7 @@ async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
     assert await page.evaluate("localStorage.length") == 0
     assert (await page.context.cookies()) == []
 
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+    async with stack.http() as http:
         async def figures_match() -> bool:
             return await page_figures(page, pool) == await api_figures(http, pool)
 

@@ -69,12 +69,11 @@ async def run(temporal_env: Any, devnet: Any) -> AsyncIterator[Run]:
     async with ops_stack(temporal_env, devnet, redis, pool, reconcile_event_window_ledgers=1,
                          history_interval_seconds=1) as stack:
         result = Run(stack, Ledger(redis, prefix=stack.settings.ledger_prefix))
-        admin = {"Authorization": f"Bearer {stack.settings.admin_token}"}
         vendor = await new_funded_keypair(rpc)
         borrowers = [await new_funded_keypair(rpc, token_id=pool.token_id,
                                               token_amount=1_000 * UNIT) for _ in range(4)]
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
-            baseline = await http.post("/v1/admin/reconcile", json={}, headers=admin)
+        async with stack.http() as http:
+            baseline = await http.post("/v1/admin/reconcile", json={})
             assert baseline.status_code == 200, baseline.text
 
             # funded: opened, signed, relayed, settled
@@ -109,7 +108,7 @@ async def run(temporal_env: Any, devnet: Any) -> AsyncIterator[Run]:
             assert (await deposit(rpc, phrase, pool.pool_id, lp.secret, 7 * UNIT)).status == \
                 "success"
             await asyncio.sleep(2.5)
-            reconciled = await http.post("/v1/admin/reconcile", json={}, headers=admin)
+            reconciled = await http.post("/v1/admin/reconcile", json={})
             assert reconciled.status_code == 200, reconciled.text
             report = (await http.get(f"/v1/pools/{pool.pool_id}/reconciliation")).json()
             result.report = report
