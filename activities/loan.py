@@ -21,7 +21,7 @@ from core.models import LoanTerms
 from core.settings import Settings
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
-from liquidity.types import CommitResult, ReleaseResult, ReserveResult
+from liquidity.types import CommitResult, ReleaseResult, Reserved, ReserveResult
 
 from .credit_policy import declines
 
@@ -108,6 +108,10 @@ class LoanActivities:
             grace_ms=self._settings.settlement_grace_seconds * 1000,
             borrower_limit=self._settings.borrower_limit_stroops,
         )
+        outcome = "replayed" if isinstance(result, Reserved) and result.replayed else result.kind
+        activity.metric_meter().create_counter(
+            "ledger_reserve", "Reservation attempts by outcome (reserved or why refused)"
+        ).add(1, {"pool": request.pool_id, "outcome": outcome})
         return ReserveOutcome(result=result)
 
     @activity.defn(name="loan.build_funding")

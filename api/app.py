@@ -4,15 +4,18 @@ clients are made in the lifespan, so importing this module is free of side effec
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from api.auth.startup import check_secrets
 from api.deps import Services
 from api.errors import install_error_handlers
-from api.routes import admin, auth, health, keys, loans, pools, reconciliation
+from api.metrics import ObservabilityMiddleware, PoolCollector
+from api.routes import admin, auth, dashboard, health, keys, loans, pools, reconciliation
 from core.settings import Settings, get_settings
 
 DESCRIPTION = """\
@@ -33,18 +36,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         check_secrets(served)  # refuses to start with guessable secrets (not on the dev stack)
         services = Services.build(served)
         app.state.services = services
+        # Pool gauges are read from the ledger when this process's metrics endpoint is scraped.
+        collector = PoolCollector(
+            ledger=services.ledger, settings=services.settings, loop=asyncio.get_running_loop(),
+            reports=services.reports,
+        )
+        REGISTRY.register(collector)
         try:
             yield
         finally:
+            REGISTRY.unregister(collector)
             await services.close()
 
     app = FastAPI(title="Liquidity reservation saga", version="1.0.0",
                   description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
     for module in (loans, pools, admin, keys, auth, health):
         app.include_router(module.router)
     app.include_router(reconciliation.pools_router)
     app.include_router(reconciliation.admin_router)
+    app.include_router(dashboard.data_router)
+    app.include_router(dashboard.page_router)
     return app
 
 

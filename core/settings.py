@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     max_unsigned_per_key: int = 200
     max_unsigned_per_borrower: int = 3
 
+    # Operating it: JSON logs at this level; each process serves Prometheus text on its own
+    # port (0: none) at metrics_host, loopback unless an operator opens it up (containers).
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = 9101
+    worker_metrics_port: int = 9102
+    watcher_metrics_port: int = 9103
+    # The dashboard's chart: the active watcher samples every pool's figures this often and
+    # keeps this much of them in Redis.
+    history_interval_seconds: int = 10
+    history_window_seconds: int = 3600
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """The settings a child process started with `env` reads (the inverse of `as_env`), for

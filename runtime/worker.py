@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.loan import LoanActivities
 from activities.reconcile import ReconcileActivities
+from activities.telemetry import LogContextInterceptor
 from core.heap import freeze_startup_heap
 from core.settings import Settings
 from runtime.clients import Clients, open_clients, temporal_client
@@ -87,6 +88,7 @@ def build_worker(
         workflows=[*workflows, *extra_workflows],
         activities=[*activities, *extra_activities],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[LogContextInterceptor()],
         **options,
     )
 

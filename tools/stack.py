@@ -127,7 +127,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
     ui_port = free_port(8233 if port == 7233 else port + 1000)
     argv = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--ui-port", str(ui_port), "--db-filename", str(TEMPORAL_DB),
-            "--log-level", "warn", *dev_server_flags()]
+            "--log-level", "warn", "--log-format", "json", *dev_server_flags()]
     child = sup.start("temporal", argv, dict(os.environ))
     address = f"127.0.0.1:{port}"
     sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
@@ -183,7 +183,7 @@ def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
 
 def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[str, Any]:
     say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
-    log = LOGS / "bootstrap.log"
+    log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
     with open(log, "ab") as out:
         done = subprocess.run(
             [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
@@ -296,6 +296,10 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
         f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
         f"  SEP-10 key      {values['SEP10_SIGNING_KEY']}   ({api_url}/.well-known/stellar.toml)",
         "                  send them as Authorization: Bearer <key>; keys: python -m tools.keys",
+        f"  Dashboard       {api_url}/dashboard   (sign in with the operator key)",
+        f"  Metrics         API {values['API_METRICS_URL']}",
+        f"                  worker {values['WORKER_METRICS_URL']}",
+        f"                  watcher {values['WATCHER_METRICS_URL']}",
         f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
         "",
         "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
@@ -326,6 +330,9 @@ def run(args: argparse.Namespace) -> int:
         rpc_url, passphrase = start_devnet(sup, base_env)
         chain = bootstrap_chain(rpc_url, passphrase, base_env)
         api_port = free_port(args.api_port)
+        metrics_ports = {name: free_port(preferred)
+                         for name, preferred in (("API", 9101), ("WORKER", 9102),
+                                                 ("WATCHER", 9103))}
         values = {
             "REDIS_URL": redis_url,
             "LEDGER_PREFIX": LEDGER_PREFIX,
@@ -341,7 +348,12 @@ def run(args: argparse.Namespace) -> int:
             "PUBLIC_URL": f"http://127.0.0.1:{api_port}",
             "RESERVATION_TTL_SECONDS": os.environ.get("RESERVATION_TTL_SECONDS", "900"),
             "SETTLEMENT_GRACE_SECONDS": os.environ.get("SETTLEMENT_GRACE_SECONDS", "10"),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+            "METRICS_HOST": "127.0.0.1",
         }
+        for name, port in metrics_ports.items():
+            values[f"{name}_METRICS_PORT"] = str(port)
+            values[f"{name}_METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"
         values.update(create_stack_keys(values))
         write_env(values)
         env = {**base_env, **values}
@@ -351,8 +363,7 @@ def run(args: argparse.Namespace) -> int:
         sup.start("worker", [PY, "worker.py"], env, cwd=ROOT)
         sup.start("watcher", [PY, "watcher.py"], env, cwd=ROOT)
         api_url = f"http://127.0.0.1:{api_port}"
-        api = sup.start("api", [PY, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
-                                "--port", str(api_port)], env, cwd=ROOT)
+        api = sup.start("api", [PY, "-m", "api"], env, cwd=ROOT)
         sup.wait_until(api, lambda: api_ready(api_url), 60, "/readyz answering 200")
         time.sleep(1.0)  # let a worker/watcher that crashes on start show it now
         dead = sup.first_dead()

@@ -42,6 +42,7 @@ from core.models import (
     OpenLoan,
     Submitted,
 )
+from core.telemetry.logs import bind
 from workflows import loan_client
 from workflows.loan_client import LoanClosed, LoanNotFound, LoanOpenFailed
 
@@ -110,6 +111,8 @@ async def _view_or_404(client: Client, loan_id: str) -> LoanView:
         raise _temporal_down(exc) from exc
     if view is None:
         raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id})
+    bind(loan_id=view.loan_id, pool_id=view.pool_id,
+         tx_hash=view.funding.tx_hash if view.funding else None)
     return view
 
 
@@ -173,6 +176,7 @@ async def open_loan(
                        {"max_ttl_seconds": svc.settings.reservation_ttl_seconds})
 
     loan_id = loan_id_for(key, caller)
+    bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
     loan = LoanInput(loan_id=loan_id, pool_id=body.pool_id, creditline_id=creditline,
@@ -209,6 +213,7 @@ async def open_loan(
         headers["Idempotent-Replayed"] = "true"
     if isinstance(result, LoanOffer):
         await svc.squatting.offered(loan_id, body.borrower, caller, result.funding.expires_at)
+        bind(tx_hash=result.funding.tx_hash)
         created = LoanCreated.of(result)
         return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
     await svc.squatting.refused(loan_id, counted)
