@@ -137,14 +137,18 @@ async def test_replayed_challenge_is_refused(anon: httpx.AsyncClient, api_server
 
 async def test_expired_challenge_is_refused(anon: httpx.AsyncClient, api_server: Any) -> None:
     sep10 = api_server.app.state.services.sep10
+    passphrase = api_server.settings.network_passphrase
     me = Keypair.random()
     sep10.challenge_ttl_seconds = 1
     try:
-        signed = await signed_challenge(anon, me, api_server.settings.sep10_home_domain)
+        resp = await anon.get("/v1/auth", params={"account": me.public_key})
     finally:
         sep10.challenge_ttl_seconds = api_server.settings.sep10_challenge_ttl_seconds
+    # Signed without the wallet's own time check: it would refuse to sign it once expired.
+    envelope = TransactionEnvelope.from_xdr(resp.json()["transaction"], passphrase)
+    envelope.sign(me)
     await asyncio.sleep(2.2)
-    resp = await anon.post("/v1/auth", json={"transaction": signed})
+    resp = await anon.post("/v1/auth", json={"transaction": envelope.to_xdr()})
     details = assert_error(resp, 400, "invalid_challenge")
     assert details["reason"] == "invalid_challenge"
     assert "timebounds" in resp.json()["error"]["message"]
