@@ -33,4 +33,5 @@ RUN mkdir -p /app/.run && useradd --create-home --uid 10001 app && chown -R app 
 USER app
 
 EXPOSE 8080
-CMD ["python", "-m", "uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8080"]
+ENV API_HOST=0.0.0.0
+CMD ["python", "-m", "api"]

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck demo bench-ledger bench-e2e bench-scale clean
+.PHONY: venv browser run test lint typecheck demo bench-ledger bench-e2e bench-scale clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,17 @@ $(STAMP): pyproject.toml
 run: venv
 	$(PY) -m tools.stack
 
-test: venv lint
+test: venv browser lint
 	$(PY) -m pytest -q
+
+# The dashboard's browser test drives Debian's chromium through Playwright (executable_path);
+# Playwright's own browser download is never used. Installed once, when missing.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null || { echo "need $(CHROMIUM) (Debian package chromium)"; exit 1; }; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM)
 
 lint: venv
 	$(VENV)/bin/ruff check .

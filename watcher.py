@@ -9,7 +9,9 @@ import logging
 
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
-from runtime.clients import open_clients, temporal_client, watcher_lease
+from core.telemetry.exporter import start_process_telemetry
+from core.telemetry.logs import configure_logging
+from runtime.clients import liquidity_history, open_clients, temporal_client, watcher_lease
 from runtime.signals import stop_event
 from settlement.watcher import SettlementWatcher
 
@@ -17,8 +19,11 @@ log = logging.getLogger("watcher")
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(settings.log_level, "watcher")
+    start_process_telemetry(
+        "watcher", host=settings.metrics_host, port=settings.watcher_metrics_port
+    )
     stop = stop_event()
     client = await temporal_client(settings)
     async with open_clients(settings) as clients:
@@ -29,6 +34,8 @@ async def main() -> None:
             ledger=clients.ledger,
             tx_index=clients.tx_index,
             lease=watcher_lease(settings, clients.redis),
+            history=liquidity_history(settings, clients.redis),
+            history_interval=settings.history_interval_seconds,
         )
         log.info("watching %d pools", len(settings.pools))
         freeze_startup_heap()

@@ -127,6 +127,10 @@ class LoanActivities:
             await self._journal(activity.client()).record(
                 request.loan_id, request.pool_id, result.hold_until_ms
             )
+        outcome = "replayed" if isinstance(result, Reserved) and result.replayed else result.kind
+        activity.metric_meter().create_counter(
+            "ledger_reserve", "Reservation attempts by outcome (reserved or why refused)"
+        ).add(1, {"pool": request.pool_id, "outcome": outcome})
         return ReserveOutcome(result=result)
 
     @activity.defn(name="loan.build_funding")

@@ -1,5 +1,6 @@
 """What routes need, built once per process in the app's lifespan and handed out by FastAPI
-dependencies: settings, the Temporal client, the reservation ledger, the chain client, admin auth.
+dependencies: settings, the Temporal client, the reservation ledger, the chain client, and the
+authentication services (API keys, SEP-10, session tokens; the dependencies are in api/auth/).
 
 Importing this module connects nowhere; the Temporal client is connected lazily (and retried on
 the next request) so the API starts, and /readyz can say what is missing, while Temporal is down."""
@@ -7,14 +8,20 @@ the next request) so the API starts, and /readyz can say what is missing, while 
 from __future__ import annotations
 
 import asyncio
-import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from temporalio.client import Client
 
+from api.auth.admission import Admission
+from api.auth.deps import OperatorDep
+from api.auth.keys import ApiKeyStore
+from api.auth.sep10 import Sep10
+from api.auth.tokens import SessionTokens
 from api.errors import ApiError
+from api.squatting import SquattingGuard
 from chain.client import ChainClient
 from core.settings import Settings
 from liquidity.connection import RedisClient
@@ -30,14 +37,29 @@ class Services:
     ledger: Ledger
     chain: ChainClient
     reports: ReportStore
+    keys: ApiKeyStore
+    sep10: Sep10
+    tokens: SessionTokens
+    squatting: SquattingGuard
     _temporal: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         built = clients.Clients.open(settings)
+        endpoint = web_auth_endpoint(settings)
+        sep10 = Sep10(built.redis, prefix=settings.ledger_prefix,
+                      signing_secret=settings.sep10_signing_secret,
+                      home_domain=settings.sep10_home_domain,
+                      web_auth_domain=urlsplit(endpoint).netloc,
+                      network_passphrase=settings.network_passphrase,
+                      challenge_ttl_seconds=settings.sep10_challenge_ttl_seconds)
+        tokens = SessionTokens(settings.jwt_secret, issuer=endpoint,
+                               ttl_seconds=settings.jwt_ttl_seconds)
         return cls(settings=settings, redis=built.redis, ledger=built.ledger, chain=built.chain,
-                   reports=built.reports)
+                   reports=built.reports, keys=ApiKeyStore.of(settings, built.redis),
+                   sep10=sep10, tokens=tokens, squatting=SquattingGuard(
+                       Admission(built.redis, prefix=settings.ledger_prefix), settings))
 
     async def temporal(self) -> Client:
         if self._temporal is not None:
@@ -59,6 +81,15 @@ class Services:
         await self.chain.close()
 
 
+def public_url(settings: Settings) -> str:
+    return (settings.public_url or f"http://{settings.api_host}:{settings.api_port}").rstrip("/")
+
+
+def web_auth_endpoint(settings: Settings) -> str:
+    """SEP-10's WEB_AUTH_ENDPOINT; its host is the challenge's web_auth_domain."""
+    return f"{public_url(settings)}/v1/auth"
+
+
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
@@ -66,24 +97,6 @@ def services(request: Request) -> Services:
 
 async def temporal_client(svc: Annotated[Services, Depends(services)]) -> Client:
     return await svc.temporal()
-
-
-def require_admin(
-    svc: Annotated[Services, Depends(services)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    """401 when no bearer token is presented, 403 when it is not the admin token."""
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not authorization:
-        raise ApiError(401, "unauthorized", "admin route: send Authorization: Bearer <token>",
-                       headers=challenge)
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "admin route: send Authorization: Bearer <token>",
-                       headers=challenge)
-    expected = svc.settings.admin_token.encode()
-    if not hmac.compare_digest(token.strip().encode(), expected):
-        raise ApiError(403, "forbidden", "this token may not use admin routes")
 
 
 def known_pool(svc: Services, pool_id: str) -> str:
@@ -97,4 +110,4 @@ def known_pool(svc: Services, pool_id: str) -> str:
 
 ServicesDep = Annotated[Services, Depends(services)]
 TemporalDep = Annotated[Client, Depends(temporal_client)]
-AdminDep = Annotated[None, Depends(require_admin)]
+AdminDep = OperatorDep  # the operator scope (API key or ADMIN_TOKEN): api/auth/deps.py

@@ -18,7 +18,7 @@ log = logging.getLogger("api")
 # Codes for the generic HTTP errors raised by routing (no route, wrong method, ...).
 _STATUS_CODES: dict[int, str] = {
     400: "bad_request",
-    401: "unauthorized",
+    401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

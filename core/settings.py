@@ -72,9 +72,40 @@ class Settings(BaseSettings):
     reconcile_schedule_enabled: bool = True
 
     # API.
-    admin_token: str = "change-me"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Where clients reach the API (stellar.toml's WEB_AUTH_ENDPOINT); empty: http://host:port.
+    public_url: str = ""
+
+    # Authentication. The API refuses to start with an empty or default secret unless
+    # dev_stack is set (api/auth/startup.py); `make run` generates every one of them.
+    dev_stack: bool = False
+    admin_token: str = ""  # the bootstrap operator credential (Authorization: Bearer <it>)
+    jwt_secret: str = ""  # HS256 key of the SEP-10 session tokens
+    jwt_ttl_seconds: int = 900
+    sep10_signing_secret: str = ""  # Stellar secret seed (S...) that signs SEP-10 challenges
+    sep10_home_domain: str = "localhost"
+    sep10_challenge_ttl_seconds: int = 300
+    wallet_opens_enabled: bool = True  # a borrower's token may open loans for its own account
+    public_liquidity: bool = False  # GET /v1/pools/{id}/liquidity without credentials
+
+    # Squatting: per API key and per borrower account, on POST /v1/loans.
+    loan_rate_per_key_per_minute: int = 600
+    loan_rate_per_borrower_per_minute: int = 10
+    max_unsigned_per_key: int = 200
+    max_unsigned_per_borrower: int = 3
+
+    # Operating it: JSON logs at this level; each process serves Prometheus text on its own
+    # port (0: none) at metrics_host, loopback unless an operator opens it up (containers).
+    log_level: str = "INFO"
+    metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = 9101
+    worker_metrics_port: int = 9102
+    watcher_metrics_port: int = 9103
+    # The dashboard's chart: the active watcher samples every pool's figures this often and
+    # keeps this much of them in Redis.
+    history_interval_seconds: int = 10
+    history_window_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

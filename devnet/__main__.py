@@ -10,6 +10,7 @@ from aiohttp import web
 
 from core.heap import freeze_startup_heap
 from core.settings import get_settings
+from core.telemetry.logs import configure_logging
 from devnet.ledger import DEFAULT_RETENTION_LEDGERS, Chain
 from devnet.rpc import DevnetServer
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         help="treat unregistered vendors as active (StepFi: inactive)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s devnet %(message)s")
+    configure_logging(get_settings().log_level, "devnet")
     passphrase = args.passphrase or get_settings().network_passphrase
     chain = Chain(
         passphrase,
@@ -61,9 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     server = DevnetServer(
         chain, ledger_interval=args.ledger_interval, public_url=f"http://{args.host}:{args.port}"
     )
-    print(
-        f"devnet: Soroban RPC on http://{args.host}:{args.port}/ passphrase={passphrase!r}",
-        flush=True,
+    logging.getLogger("chain.devnet").info(
+        "devnet: Soroban RPC on http://%s:%d/ passphrase=%r", args.host, args.port, passphrase
     )
     freeze_startup_heap()
     web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=None)

@@ -16,7 +16,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from chain.client import ChainClient
 from core.settings import Settings
+from core.telemetry.exporter import temporal_runtime
 from liquidity.connection import RedisClient, connect_redis
+from liquidity.history import LiquidityHistory
 from liquidity.lease import Lease
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex
@@ -62,6 +64,13 @@ def report_store(settings: Settings, redis: RedisClient) -> ReportStore:
     return ReportStore(redis, prefix=settings.ledger_prefix)
 
 
+def liquidity_history(settings: Settings, redis: RedisClient) -> LiquidityHistory:
+    """The dashboard chart's samples per pool (written by the active watcher)."""
+    return LiquidityHistory(
+        redis, prefix=settings.ledger_prefix, window_ms=settings.history_window_seconds * 1000
+    )
+
+
 def watcher_lease(settings: Settings, redis: RedisClient) -> Lease:
     """One active watcher per network: whoever holds this lease works, the others stand by."""
     return Lease(
@@ -77,11 +86,13 @@ def chain_client(settings: Settings) -> ChainClient:
 
 
 async def temporal_client(settings: Settings) -> Client:
-    """With the pydantic data converter every workflow and activity payload here needs."""
+    """With the pydantic data converter every workflow and activity payload here needs, and
+    the process's SDK Runtime when it made one (its metrics endpoint and log forwarding)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=temporal_runtime(),
     )
 
 

@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.loan import LoanActivities
 from activities.reconcile import ReconcileActivities
+from activities.telemetry import LogContextInterceptor
 from core.heap import freeze_startup_heap
 from core.settings import Settings
 from runtime.clients import Clients, open_clients, temporal_client
@@ -99,6 +100,7 @@ def build_worker(
         workflows=[*workflows, *extra_workflows],
         activities=[*activities, *extra_activities],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[LogContextInterceptor()],
         **options,
     )
 

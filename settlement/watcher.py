@@ -34,11 +34,19 @@ from typing import Any
 from temporalio.client import Client
 
 from chain.client import ChainClient
-from chain.errors import ChainRefusal
+from chain.errors import ChainRefusal, ChainUnavailable
 from chain.rpc_limits import MAX_EVENT_CONTRACTS
 from chain.types import ChainEvent
 from core.models import Settled, SettlementFailed
 from core.settings import Settings
+from core.telemetry.families import (
+    WATCHER_LAG,
+    WATCHER_LEADER,
+    WATCHER_RPC_ERRORS,
+    WATCHER_SETTLEMENTS,
+)
+from core.telemetry.logs import extra
+from liquidity.history import LiquidityHistory
 from liquidity.lease import Lease
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex, TxRef
@@ -68,8 +76,12 @@ class SettlementWatcher:
         max_backoff: float = 10.0,
         start_window_ledgers: int = 100,
         lease: Lease | None = None,
+        history: LiquidityHistory | None = None,
+        history_interval: float = 10.0,
     ) -> None:
-        """With a `lease`, only the holder works; without one (tests) this watcher always does."""
+        """With a `lease`, only the holder works; without one (tests) this watcher always does.
+        With a `history`, the working watcher samples every pool's figures into it (the
+        dashboard's chart) every `history_interval` seconds."""
         self._settings = settings
         self._client = client
         self._chain = chain
@@ -83,6 +95,11 @@ class SettlementWatcher:
         self._dirty: set[str] = set()  # pools whose snapshot must be refreshed
         self._lease = lease
         self._active: bool | None = None
+        self._history = history
+        self._history_interval = history_interval
+        self._sampled_at = 0.0
+        for outcome in ("settled", "failed", "late", "unknown"):
+            WATCHER_SETTLEMENTS.labels(outcome)  # every outcome exported from the start
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -93,10 +110,13 @@ class SettlementWatcher:
                 try:
                     if await self._holds_lease():
                         await self.step()
+                        await self._sample_history()
                     failures = 0
                     delay = self.poll_interval
                 except Exception as exc:  # RPC, Redis or Temporal trouble: back off, resume
                     failures += 1
+                    if isinstance(exc, ChainUnavailable | ChainRefusal):
+                        WATCHER_RPC_ERRORS.inc()
                     delay = min(self.max_backoff, self.poll_interval * 2**failures)
                     log.warning("watcher pass failed (%s); retrying in %.1fs", exc, delay)
                 with contextlib.suppress(TimeoutError):
@@ -110,8 +130,14 @@ class SettlementWatcher:
         """Renewed before every pass, so a pass never starts without the lease. A holder that
         stalls past the TTL may overlap a successor for one pass: every action is idempotent."""
         if self._lease is None:
+            WATCHER_LEADER.set(1)
             return True
-        active = await self._lease.hold()
+        try:
+            active = await self._lease.hold()
+        except Exception:
+            WATCHER_LEADER.set(0)  # cannot tell: no longer working as the leader
+            raise
+        WATCHER_LEADER.set(1 if active else 0)
         if active != self._active:
             log.info(
                 "watcher %s is %s", self._lease.holder, "active" if active else "standing by"
@@ -127,6 +153,19 @@ class SettlementWatcher:
             drained = await self._follow_events(pools)
             await self._refresh_dirty(pools, drained)
         await self._poll_watched()
+
+    async def _sample_history(self) -> None:
+        """One point per pool for the dashboard's chart, at most every history_interval."""
+        if self._history is None:
+            return
+        now = time.monotonic()
+        if now - self._sampled_at < self._history_interval:
+            return
+        self._sampled_at = now
+        for pool_id in sorted(self._settings.pools):
+            status = await self._ledger.status(pool_id)
+            if status.known:
+                await self._history.record(status)
 
     # ---- events ------------------------------------------------------------------------------
 
@@ -146,6 +185,7 @@ class SettlementWatcher:
             start = max(1, latest - self._start_window)
         else:
             start = int(handled) + 1
+        WATCHER_LAG.set(max(0, latest - start + 1))  # ledgers this pass has to handle
         if start > latest:
             return latest  # no ledger closed since the last pass
         try:
@@ -260,6 +300,12 @@ class SettlementWatcher:
                 )
                 self._dirty.add(ref.pool_id)  # refreshed after the next event drain
             else:
+                WATCHER_SETTLEMENTS.labels("failed").inc()
+                log.info(
+                    "funding transaction of loan %s failed on chain: %s", ref.loan_id,
+                    status.reason,
+                    extra=extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=tx_hash),
+                )
                 failed = SettlementFailed(
                     tx_hash=tx_hash,
                     ledger=status.ledger,
@@ -285,8 +331,18 @@ class SettlementWatcher:
         an idempotent `already_committed`. A loan whose workflow already ended (expired while
         this watcher was down) gets a `late_commit`, which alarms in the audit stream."""
         result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
-        if result.outcome not in ("committed", "already_committed"):
-            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome)
+        ids = extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=signal.tx_hash)
+        if result.outcome in ("committed", "already_committed"):
+            log.info("loan %s settled in ledger %d (%s)", ref.loan_id, signal.ledger,
+                     result.outcome, extra=ids)
+            if result.outcome == "committed":
+                WATCHER_SETTLEMENTS.labels("settled").inc()
+        else:
+            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome,
+                        extra=ids)
+            WATCHER_SETTLEMENTS.labels(
+                "late" if result.outcome == "late_commit" else "unknown"
+            ).inc()
         try:
             await signal_settled(self._client, ref.loan_id, signal)
             self.signals_sent += 1

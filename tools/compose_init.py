@@ -5,7 +5,8 @@ Registers the loan search attributes on the Temporal cluster, bootstraps the dev
 creditline, LP liquidity, demo borrowers) unless .run/chain.json already names a live pool,
 establishes the pool in the reservation ledger when Redis does not know it, and writes the
 POOLS / NETWORK_PASSPHRASE lines of .run/stack.env that every app container reads (the rest of
-their settings come from the compose environment). Safe to re-run."""
+their settings come from the compose environment), with the secrets the API needs (generated on
+the first run, kept after) and a platform and an operator API key. Safe to re-run."""
 
 from __future__ import annotations
 
@@ -77,9 +78,19 @@ def main() -> int:
     else:
         figures = asyncio.run(stack.establish_pool(env, pool_id))
         print(f"ledger: pool {pool_id} established at ledger {figures['ledger']}")
+    kept = stack.read_env() if stack.ENV_FILE.exists() else {}
+    secrets = {k: kept[k] for k in ("ADMIN_TOKEN", "JWT_SECRET", "SEP10_SIGNING_SECRET",
+                                    "SEP10_SIGNING_KEY") if kept.get(k)}
+    if len(secrets) < 4:
+        secrets = {k: v for k, v in stack.generated_secrets().items() if k != "DEV_STACK"}
+    keys = {k: kept[k] for k in ("PLATFORM_API_KEY", "OPERATOR_API_KEY") if kept.get(k)}
+    if len(keys) < 2:
+        keys = stack.create_stack_keys(env)
     stack.write_env({
         "POOLS": json.dumps({pool_id: chain["creditline_id"]}),
         "NETWORK_PASSPHRASE": env["NETWORK_PASSPHRASE"],
+        **secrets,
+        **keys,
     })
     print(f"wrote {stack.ENV_FILE}")
     return 0

@@ -1,11 +1,17 @@
 """`make demo`: a scripted story against the running stack (`make run`), over the HTTP API only.
 
+The platform (the lending backend) opens loans with PLATFORM_API_KEY; each borrower's wallet
+signs in with SEP-10 (challenge, sign, token) and submits or cancels its own loan with that
+token; the operator's key reads the blocked stream. Both kinds of credential, side by side.
+
+0. a stranger without credentials is refused (401);
 1. a loan nobody will sign, with a 20 s reservation (it will expire);
 2. a burst of concurrent requests for more than the pool has left: some are reserved, the rest
    are refused with their shortage, and none over-commits the pool;
 3. an idempotent replay, and a tampered envelope refused;
-4. two borrowers sign (with the demo secrets in .run/chain.json: the wallet's job) and the API
-   relays their transactions; one loan is cancelled; the short one expires;
+4. two borrowers sign in (SEP-10) and sign their loans (with the demo secrets in
+   .run/chain.json: the wallet's job) and the API relays their transactions; another borrower's
+   token may not cancel a loan (403); its own borrower cancels it; the short one expires;
 5. a refused request retried once the released funds are back;
 6. a table of outcomes and the pool's figures before and after."""
 
@@ -20,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk.sep.stellar_web_authentication import read_challenge_transaction
 
 from chain.envelope import sign_envelope
 from core.money import format_stroops, to_stroops
+from tools.stack import read_env
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -30,22 +39,25 @@ SHORT_TTL = 20
 BURST = 5
 
 
-def read_env(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            k, _, v = line.partition("=")
-            values[k.strip()] = v.strip().strip("'\"")
-    return values
-
-
 def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 class Demo:
-    def __init__(self, http: httpx.AsyncClient, env: dict[str, str], chain: dict[str, Any]):
+    """`http` is the platform backend (it sends the platform's key); `wallet` is the borrowers'
+    wallets (no key: each request carries its borrower's SEP-10 token)."""
+
+    def __init__(self, http: httpx.AsyncClient, wallet: httpx.AsyncClient, env: dict[str, str],
+                 chain: dict[str, Any]):
         self.http = http
+        self.wallet = wallet
+        self.operator = bearer(env["OPERATOR_API_KEY"])
+        self.home_domain = env.get("SEP10_HOME_DOMAIN", "localhost")
+        self.tokens: dict[str, str] = {}
         self.passphrase = env["NETWORK_PASSPHRASE"]
         self.pool_id: str = chain["pool_id"]
         self.borrowers: list[dict[str, str]] = chain["borrowers"]
@@ -104,14 +116,35 @@ class Demo:
                     f"available {d['available']}, shortage {d['shortage']}")
         return f"{row['status']} {err['code']}: {err['message']}"
 
+    async def wallet_token(self, borrower: dict[str, str]) -> str:
+        """SEP-10 as a wallet does it: fetch stellar.toml, get a challenge, check it is the
+        server's, sign it with the account's key, exchange it for a session token."""
+        if borrower["public"] in self.tokens:
+            return self.tokens[borrower["public"]]
+        toml = (await self.wallet.get("/.well-known/stellar.toml")).text
+        fields = dict(line.split("=", 1) for line in toml.splitlines() if "=" in line)
+        signing_key = fields["SIGNING_KEY"].strip().strip('"')
+        endpoint = fields["WEB_AUTH_ENDPOINT"].strip().strip('"')
+        challenge = (await self.wallet.get("/v1/auth", params={"account": borrower["public"]})
+                     ).json()["transaction"]
+        read_challenge_transaction(challenge, signing_key, self.home_domain,
+                                   endpoint.split("://", 1)[1].split("/", 1)[0], self.passphrase)
+        envelope = TransactionEnvelope.from_xdr(challenge, self.passphrase)
+        envelope.sign(Keypair.from_secret(borrower["secret"]))
+        resp = await self.wallet.post("/v1/auth", json={"transaction": envelope.to_xdr()})
+        resp.raise_for_status()
+        self.tokens[borrower["public"]] = token = str(resp.json()["token"])
+        return token
+
     async def submit(self, row: dict[str, Any]) -> None:
         funding = row["reply"]["funding"]
+        token = await self.wallet_token(row["borrower"])
         signed = sign_envelope(funding["xdr"], row["borrower"]["secret"], self.passphrase,
                                expected_hash=funding["tx_hash"])
-        resp = await self.http.post(f"/v1/loans/{row['reply']['loan_id']}/submit",
-                                    json={"signed_xdr": signed})
-        say(f"  {row['label']}: signed by the borrower, relayed -> {resp.status_code} "
-            f"{resp.json().get('state', resp.json())}")
+        resp = await self.wallet.post(f"/v1/loans/{row['reply']['loan_id']}/submit",
+                                      json={"signed_xdr": signed}, headers=bearer(token))
+        say(f"  {row['label']}: the borrower signed in (SEP-10), signed and submitted with its "
+            f"token -> {resp.status_code} {resp.json().get('state', resp.json())}")
 
     async def state(self, loan_id: str) -> dict[str, Any]:
         view: dict[str, Any] = (await self.http.get(f"/v1/loans/{loan_id}")).json()
@@ -141,6 +174,9 @@ async def story(demo: Demo) -> int:
     available = to_stroops(before["available"], allow_zero=True)
     say(f"Pool {demo.pool_id}\n  before: available {before['available']}, reserved "
         f"{before['reserved']}, locked {before['locked']}")
+    listing = await demo.wallet.get(f"/v1/pools/{demo.pool_id}/reservations")
+    say(f"\n0) A stranger with no credential lists the pool's reservations: {listing.status_code} "
+        f"{listing.json()['error']['code']}")
     if available < 10 * 10_000_000:
         say("The pool has less than 10 units available; restart `make run` for a fresh pool.")
         return 1
@@ -189,9 +225,16 @@ async def story(demo: Demo) -> int:
     cancel = next(r for r in granted if r is not first and r is not second)
     await demo.submit(first)
     await demo.submit(second)
-    resp = await demo.http.post(f"/v1/loans/{cancel['reply']['loan_id']}/cancel",
-                                json={"reason": "borrower changed their mind"})
-    say(f"  {cancel['label']}: cancelled -> {resp.status_code}")
+    cancel_url = f"/v1/loans/{cancel['reply']['loan_id']}/cancel"
+    intruder = first["borrower"] if first["borrower"] is not cancel["borrower"] else (
+        second["borrower"])
+    resp = await demo.wallet.post(cancel_url, json={"reason": "not mine"},
+                                  headers=bearer(await demo.wallet_token(intruder)))
+    say(f"  {cancel['label']}: another borrower's token tries to cancel it -> {resp.status_code} "
+        f"{resp.json()['error']['code']}")
+    resp = await demo.wallet.post(cancel_url, json={"reason": "borrower changed their mind"},
+                                  headers=bearer(await demo.wallet_token(cancel["borrower"])))
+    say(f"  {cancel['label']}: its borrower cancels it with its own token -> {resp.status_code}")
 
     wanted = {first["reply"]["loan_id"]: {"funded", "failed"},
               second["reply"]["loan_id"]: {"funded", "failed"},
@@ -227,8 +270,10 @@ async def story(demo: Demo) -> int:
     keys = ["total", "locked", "reserved", "available", "active_reservations"]
     say(table(["", *keys], [["before", *(str(before[k]) for k in keys)],
                             ["after", *(str(after[k]) for k in keys)]]))
-    blocked = (await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5")).json()
-    say("\nRefusals recorded in the blocked stream (GET /v1/pools/{id}/blocked, newest first)")
+    blocked = (await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5",
+                                   headers=demo.operator)).json()
+    say("\nRefusals recorded in the blocked stream (GET /v1/pools/{id}/blocked, newest first, "
+        "with the operator's key)")
     say(table(["loan", "reason", "required", "available", "shortage"],
               [[e["loan_id"][:8], e["reason"], e["required"], str(e["available"]),
                 str(e["shortage"])] for e in blocked["entries"]]))
@@ -253,7 +298,12 @@ async def main() -> int:
     env = read_env(env_file)
     chain = json.loads(chain_file.read_text())
     base_url = f"http://127.0.0.1:{env.get('API_PORT', '8080')}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    if "PLATFORM_API_KEY" not in env:
+        say("No PLATFORM_API_KEY in .run/stack.env: restart `make run` (it creates the keys).")
+        return 1
+    async with httpx.AsyncClient(base_url=base_url, timeout=30,
+                                 headers=bearer(env["PLATFORM_API_KEY"])) as http, \
+            httpx.AsyncClient(base_url=base_url, timeout=30) as wallet:
         try:
             ready = await http.get("/readyz")
         except httpx.HTTPError:
@@ -262,7 +312,7 @@ async def main() -> int:
         if ready.status_code != 200:
             say(f"The stack is not ready: {ready.json()}")
             return 1
-        return await story(Demo(http, env, chain))
+        return await story(Demo(http, wallet, env, chain))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ probe answers, and stop exactly the processes we started, by their PID."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -75,7 +76,11 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")  # handed to the child, closed below
-        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+        # A JSON line like every line the processes write (they log JSON), so a log reader
+        # never meets a line it cannot parse.
+        header = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": "INFO",
+                  "logger": "stack", "process": name, "message": "started", "argv": list(argv)}
+        log.write((json.dumps(header) + "\n").encode())
         log.flush()
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=cwd, start_new_session=True)

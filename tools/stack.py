@@ -160,7 +160,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
     ui_port = free_port(8233 if port == 7233 else port + 1000)
     argv = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--ui-port", str(ui_port), "--db-filename", str(TEMPORAL_DB),
-            "--log-level", "warn", *dev_server_flags()]
+            "--log-level", "warn", "--log-format", "json", *dev_server_flags()]
     child = sup.start("temporal", argv, dict(os.environ))
     address = f"127.0.0.1:{port}"
     sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
@@ -216,7 +216,7 @@ def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
 
 def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[str, Any]:
     say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
-    log = LOGS / "bootstrap.log"
+    log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
     with open(log, "ab") as out:
         done = subprocess.run(
             [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
@@ -256,10 +256,55 @@ def api_ready(url: str) -> bool:
 
 
 def write_env(values: dict[str, str]) -> None:
-    """KEY='value' lines: single quotes keep the POOLS JSON intact for pydantic-settings."""
+    """KEY='value' lines: single quotes keep the POOLS JSON intact for pydantic-settings.
+    Readable by the owner only: it holds the stack's secrets and API keys."""
     lines = ["# written by `make run` (tools/stack.py); every stack process reads it"]
     lines += [f"{k}='{v}'" for k, v in values.items()]
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.chmod(0o600)
     ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
+def generated_secrets() -> dict[str, str]:
+    """Fresh secrets per run (an exported ADMIN_TOKEN / JWT_SECRET / SEP10_SIGNING_SECRET wins):
+    the API refuses to start with empty or default ones."""
+    from stellar_sdk import Keypair
+
+    sep10 = os.environ.get("SEP10_SIGNING_SECRET") or Keypair.random().secret
+    return {
+        "DEV_STACK": "true",
+        "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or secrets.token_urlsafe(24),
+        "JWT_SECRET": os.environ.get("JWT_SECRET") or secrets.token_urlsafe(48),
+        "SEP10_SIGNING_SECRET": sep10,
+        "SEP10_SIGNING_KEY": Keypair.from_secret(sep10).public_key,
+    }
+
+
+def read_env(path: Path = ENV_FILE) -> dict[str, str]:
+    """What write_env wrote (KEY='value' lines)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            k, _, v = line.partition("=")
+            values[k.strip()] = v.strip().strip("'\"")
+    return values
+
+
+def create_stack_keys(env: dict[str, str]) -> dict[str, str]:
+    """The platform's key (no operator scope) and an operator's, in the ledger's Redis
+    (REDIS_URL and LEDGER_PREFIX of `env`)."""
+    from core.settings import Settings
+    from tools.keys import create_key
+
+    settings = Settings.from_env(env)
+
+    async def both() -> dict[str, str]:
+        _, platform = await create_key(settings, "stack: platform",
+                                       ["loans:write", "loans:read", "pools:read"])
+        _, operator = await create_key(settings, "stack: operator", ["operator"])
+        return {"PLATFORM_API_KEY": platform, "OPERATOR_API_KEY": operator}
+
+    return asyncio.run(both())
 
 
 def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[str, int]) -> str:
@@ -279,7 +324,15 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
         f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
         f"                  available {format_stroops(establish['available'])} at ledger "
         f"{establish['ledger']}",
-        f"  Admin token     {values['ADMIN_TOKEN']}",
+        f"  Platform key    {values['PLATFORM_API_KEY']}   (loans:write loans:read pools:read)",
+        f"  Operator key    {values['OPERATOR_API_KEY']}   (operator)",
+        f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
+        f"  SEP-10 key      {values['SEP10_SIGNING_KEY']}   ({api_url}/.well-known/stellar.toml)",
+        "                  send them as Authorization: Bearer <key>; keys: python -m tools.keys",
+        f"  Dashboard       {api_url}/dashboard   (sign in with the operator key)",
+        f"  Metrics         API {values['API_METRICS_URL']}",
+        f"                  worker {values['WORKER_METRICS_URL']}",
+        f"                  watcher {values['WATCHER_METRICS_URL']}",
         f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
         "",
         "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
@@ -310,6 +363,9 @@ def run(args: argparse.Namespace) -> int:
         rpc_url, passphrase = start_devnet(sup, base_env)
         chain = bootstrap_chain(rpc_url, passphrase, base_env)
         api_port = free_port(args.api_port)
+        metrics_ports = {name: free_port(preferred)
+                         for name, preferred in (("API", 9101), ("WORKER", 9102),
+                                                 ("WATCHER", 9103))}
         values = {
             "REDIS_URL": redis_url,
             "LEDGER_PREFIX": LEDGER_PREFIX,
@@ -319,13 +375,20 @@ def run(args: argparse.Namespace) -> int:
             "RPC_URL": rpc_url,
             "NETWORK_PASSPHRASE": passphrase,
             "POOLS": json.dumps({chain["pool_id"]: chain["creditline_id"]}),
-            "ADMIN_TOKEN": os.environ.get("ADMIN_TOKEN") or secrets.token_urlsafe(18),
+            **generated_secrets(),
             "API_HOST": "127.0.0.1",
             "API_PORT": str(api_port),
+            "PUBLIC_URL": f"http://127.0.0.1:{api_port}",
             "RESERVATION_TTL_SECONDS": os.environ.get("RESERVATION_TTL_SECONDS", "900"),
             "SETTLEMENT_GRACE_SECONDS": os.environ.get("SETTLEMENT_GRACE_SECONDS", "10"),
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+            "METRICS_HOST": "127.0.0.1",
             **redis_topology(),
         }
+        for name, port in metrics_ports.items():
+            values[f"{name}_METRICS_PORT"] = str(port)
+            values[f"{name}_METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"
+        values.update(create_stack_keys(values))
         write_env(values)
         env = {**base_env, **values}
         establish = asyncio.run(establish_pool(env, chain["pool_id"]))
@@ -334,8 +397,7 @@ def run(args: argparse.Namespace) -> int:
         sup.start("worker", [PY, "worker.py"], env, cwd=ROOT)
         sup.start("watcher", [PY, "watcher.py"], env, cwd=ROOT)
         api_url = f"http://127.0.0.1:{api_port}"
-        api = sup.start("api", [PY, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
-                                "--port", str(api_port)], env, cwd=ROOT)
+        api = sup.start("api", [PY, "-m", "api"], env, cwd=ROOT)
         sup.wait_until(api, lambda: api_ready(api_url), 60, "/readyz answering 200")
         time.sleep(1.0)  # let a worker/watcher that crashes on start show it now
         dead = sup.first_dead()

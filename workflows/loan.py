@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         SettlementFailed,
         Submitted,
     )
+    from core.money import format_stroops
     from liquidity.types import (
         AlreadyTerminal,
         BorrowerLimitExceeded,
@@ -73,6 +74,14 @@ with workflow.unsafe.imports_passed_through():
         POOL_ID,
         int64,
     )
+
+# The Temporal UI's current details, in words (the history's details carry stroops).
+_STATE_WORDS = {
+    LoanState.ASSESSING: "checking the credit policy and reserving the pool's liquidity",
+    LoanState.RESERVED: "liquidity reserved; waiting for the borrower's signed transaction",
+    LoanState.SUBMITTED: "signed transaction relayed; waiting for the chain",
+    LoanState.FUNDED: "settled on chain; the reservation is committed",
+}
 
 # Open steps: bounded, because a caller is waiting on the HTTP request.
 _OPEN_RETRY = RetryPolicy(
@@ -114,6 +123,9 @@ class LoanWorkflow:
         self._submitted: str | None = None
         self._settlement: Settled | SettlementFailed | None = None
         self._cancel: Cancel | None = None
+        self._submitted_at: datetime | None = None
+        self._open_measured = False
+        self._finish_counted = False
         # Search attribute values the server already holds for this run, by name. The starter
         # sets the static ones with the start (workflows/loan_client.py), so state changes upsert
         # only what changed; a run started without them (e.g. one recorded before) gets them
@@ -309,6 +321,12 @@ class LoanWorkflow:
             retry_policy=_OBLIGATION_RETRY,
         )
         self._view.settled_ledger = ledger
+        if self._submitted_at is not None:
+            elapsed = (workflow.now() - self._submitted_at).total_seconds()
+            workflow.metric_meter().create_histogram_float(
+                "loan_settlement_duration_seconds",
+                "From the signed transaction relayed to the reservation committed", "s",
+            ).record(max(elapsed, 0.0))
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
     async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
@@ -405,6 +423,7 @@ class LoanWorkflow:
         if self._view.state != LoanState.RESERVED:
             return
         self._submitted = signal.tx_hash
+        self._submitted_at = workflow.now()
         self._set_state(LoanState.SUBMITTED, f"signed transaction {signal.tx_hash} relayed")
         await workflow.execute_local_activity_method(
             LoanActivities.watch_submission,
@@ -449,9 +468,14 @@ class LoanWorkflow:
         )
 
     def _set_state(self, state: LoanState, detail: str) -> None:
-        """Every state change is recorded in the history and in the search attributes."""
+        """Every state change is recorded in the history and in the search attributes, shown
+        in the Temporal UI (current details), logged, and counted. Current details, logs and
+        SDK metrics are no commands (logs and metrics are skipped on replay), so they leave the
+        history as it was."""
         self._view.state = state
         self._append_history(detail)
+        workflow.set_current_details(self._current_details())
+        self._observe(state, detail)
         wanted: list[SearchAttributeUpdate[Any]] = [
             LOAN_STATE.value_set(state.value),
             POOL_ID.value_set(self._loan.pool_id),
@@ -465,3 +489,50 @@ class LoanWorkflow:
         if changed:
             workflow.upsert_search_attributes(changed)
             self._indexed.update((u.key.name, u.value) for u in changed)
+
+    # ---- what operators see ------------------------------------------------------------------
+
+    def _current_details(self) -> str:
+        """Markdown for the workflow page: the state in words and units, not stroops."""
+        view = self._view
+        lines = [f"**{view.state.value}**: {_STATE_WORDS.get(view.state, view.history[-1].detail)}"]
+        if view.reserved_amount:
+            lines.append(f"- reserved {format_stroops(view.reserved_amount)} units")
+        if view.funding is not None:
+            expires = datetime.fromtimestamp(view.funding.expires_at, tz=UTC)
+            lines.append(f"- funding transaction `{view.funding.tx_hash}`")
+            lines.append(f"- can land until {expires:%Y-%m-%d %H:%M:%S} UTC")
+        if view.settled_ledger is not None:
+            lines.append(f"- settled in ledger {view.settled_ledger}")
+        if view.refusal is not None:
+            lines.append(f"- refused: `{view.refusal.code}`")
+        if view.failure_reason:
+            lines.append(f"- failure: `{view.failure_reason}`")
+        return "\n".join(lines)
+
+    def _observe(self, state: LoanState, detail: str) -> None:
+        funding = self._view.funding
+        ids = {"loan_id": self._loan.loan_id, "pool_id": self._loan.pool_id, "state": state.value}
+        if funding is not None:
+            ids["tx_hash"] = funding.tx_hash
+        workflow.logger.info("loan %s: %s", state.value, detail, extra=ids)
+        if state == LoanState.ASSESSING:
+            return
+        meter = workflow.metric_meter()
+        if not self._open_measured:
+            self._open_measured = True
+            if state == LoanState.RESERVED:
+                outcome = "offered"
+            elif self._refusal is not None:
+                outcome = self._refusal.code
+            else:
+                outcome = state.value
+            elapsed = (workflow.now() - workflow.info().start_time).total_seconds()
+            meter.create_histogram_float(
+                "loan_open_duration_seconds", "From the loan's start to its XDR or refusal", "s"
+            ).record(max(elapsed, 0.0), {"outcome": outcome})
+        if state in TERMINAL_STATES and not self._finish_counted:
+            self._finish_counted = True
+            meter.create_counter(
+                "loans_finished", "Loans that reached a terminal state"
+            ).add(1, {"state": state.value})

@@ -31,6 +31,7 @@ from core.models import (
     SettlementFailed,
     Submitted,
 )
+from core.money import format_stroops
 
 from .loan import LoanWorkflow
 from .search_attributes import initial_loan_attributes
@@ -51,6 +52,38 @@ class LoanOpenFailed(Exception):
 
 def loan_workflow_id(loan_id: str) -> str:
     return f"loan-{loan_id}"
+
+
+def _short(account: str) -> str:
+    return account if len(account) <= 13 else f"{account[:5]}…{account[-4:]}"
+
+
+def loan_summary(loan: LoanInput) -> str:
+    """One line for the Temporal UI's workflow list: amounts in units, never stroops."""
+    terms = loan.terms
+    return (
+        f"Loan {format_stroops(terms.funded_amount)} units from pool {_short(loan.pool_id)} "
+        f"for {_short(terms.borrower)}"
+    )
+
+
+def loan_details(loan: LoanInput) -> str:
+    """The workflow page's static details (Markdown): who, what, how it is paid back."""
+    terms = loan.terms
+    lines = [
+        f"**Loan** `{loan.loan_id}`",
+        "",
+        f"- pool: `{loan.pool_id}` (creditline `{loan.creditline_id}`)",
+        f"- borrower: `{terms.borrower}`",
+        f"- vendor: `{terms.vendor}`",
+        f"- total {format_stroops(terms.total_amount)} units, guarantee "
+        f"{format_stroops(terms.guarantee_amount)}, funded by the pool "
+        f"{format_stroops(terms.funded_amount)}",
+        f"- repayment: {len(terms.repayment_schedule)} installment(s)",
+    ]
+    if loan.ttl_seconds:
+        lines.append(f"- reservation asked for {loan.ttl_seconds} s")
+    return "\n".join(lines)
 
 
 async def open_loan(
@@ -80,6 +113,8 @@ async def open_loan(
             amount=loan.terms.funded_amount,
             state=LoanState.ASSESSING.value,
         ),
+        static_summary=loan_summary(loan),
+        static_details=loan_details(loan),
     )
     try:
         return await client.execute_update_with_start_workflow(

@@ -1,5 +1,5 @@
-"""Operator routes behind the admin bearer token: freeze a pool (it refuses new reservations;
-commits and releases still go through) and unfreeze it."""
+"""Operator routes (the `operator` scope: an operator API key or ADMIN_TOKEN): freeze a pool
+(it refuses new reservations; commits and releases still go through) and unfreeze it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/pools/{pool_id}/freeze", response_model=FreezeOut, responses=ERRORS)
-async def freeze(pool_id: str, body: FreezeRequest, svc: ServicesDep, _: AdminDep) -> FreezeOut:
+async def freeze(_: AdminDep, pool_id: str, body: FreezeRequest, svc: ServicesDep) -> FreezeOut:
     known_pool(svc, pool_id)
     await svc.ledger.freeze(pool_id, reason=body.reason)
     status = await svc.ledger.status(pool_id)
@@ -26,8 +26,8 @@ async def freeze(pool_id: str, body: FreezeRequest, svc: ServicesDep, _: AdminDe
 
 
 @router.post("/pools/{pool_id}/unfreeze", response_model=FreezeOut, responses=ERRORS)
-async def unfreeze(pool_id: str, body: FreezeRequest, svc: ServicesDep,
-                   _: AdminDep) -> FreezeOut:
+async def unfreeze(_: AdminDep, pool_id: str, body: FreezeRequest,
+                   svc: ServicesDep) -> FreezeOut:
     known_pool(svc, pool_id)
     await svc.ledger.unfreeze(pool_id, reason=body.reason)
     status = await svc.ledger.status(pool_id)

@@ -1,6 +1,10 @@
 """Loan routes: open a loan (update-with-start on the loan workflow), read it, relay the signed
 funding transaction, cancel it. Business outcomes come back from the workflow as values; this
-module only maps them to HTTP statuses and the one error shape."""
+module only maps them to HTTP statuses and the one error shape.
+
+Who may: a key with `loans:write` opens, submits and cancels any loan, `loans:read` reads any;
+a borrower's SEP-10 token does all four for its own account's loans only. On a loan that is not
+its own, a borrower token gets the same 403 whether the loan exists or not: it learns nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from api.auth.deps import CallerDep, forbidden, require_scope
+from api.auth.principal import LOANS_READ, LOANS_WRITE, Principal
 from api.deps import Services, ServicesDep, TemporalDep
 from api.errors import ApiError, error_body
 from api.schemas import (
@@ -36,6 +42,7 @@ from core.models import (
     OpenLoan,
     Submitted,
 )
+from core.telemetry.logs import bind
 from workflows import loan_client
 from workflows.loan_client import LoanClosed, LoanNotFound, LoanOpenFailed
 
@@ -54,12 +61,19 @@ REFUSAL_STATUS: dict[str, int] = {
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 404, 409, 422, 423, 503)
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 423, 429, 503)
 }
+NOT_YOURS = "a borrower token acts only on its own account's loans"
+OPEN_MARGIN_S = 30  # admission counts a loan from before its reservation exists
 
 
-def loan_id_for(idempotency_key: str) -> str:
-    return str(uuid.uuid5(LOAN_ID_NAMESPACE, idempotency_key))
+def loan_id_for(idempotency_key: str, caller: Principal | None = None) -> str:
+    """Platform keys share one key space (a rotated key retrying a request meets the loan the
+    old key opened); a borrower's wallet has its own, so no wallet can collide with, or learn
+    the loan id of, a request of someone else."""
+    scoped = idempotency_key if caller is None or caller.account is None else (
+        f"account:{caller.account}:{idempotency_key}")
+    return str(uuid.uuid5(LOAN_ID_NAMESPACE, scoped))
 
 
 def require_idempotency_key(
@@ -97,7 +111,36 @@ async def _view_or_404(client: Client, loan_id: str) -> LoanView:
         raise _temporal_down(exc) from exc
     if view is None:
         raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id})
+    bind(loan_id=view.loan_id, pool_id=view.pool_id,
+         tx_hash=view.funding.tx_hash if view.funding else None)
     return view
+
+
+async def _view_for(caller: Principal, client: Client, loan_id: str, scope: str) -> LoanView:
+    """The loan, if this caller may act on it with `scope`'s rights."""
+    if caller.account is None:
+        require_scope(caller, scope)
+        return await _view_or_404(client, loan_id)
+    try:
+        view = await _view_or_404(client, loan_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise forbidden(None, NOT_YOURS) from None
+    if view.borrower != caller.account:
+        raise forbidden(None, NOT_YOURS)
+    return view
+
+
+def _may_open(caller: Principal, svc: Services, body: LoanRequest) -> None:
+    if caller.account is None:
+        require_scope(caller, LOANS_WRITE)
+        return
+    if not svc.settings.wallet_opens_enabled:
+        raise forbidden(LOANS_WRITE, "borrower tokens may not open loans here (the platform "
+                        "opens them): this needs an API key with `loans:write`")
+    if body.borrower != caller.account:
+        raise forbidden(None, "a borrower token opens loans only for its own account")
 
 
 def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResponse:
@@ -117,11 +160,13 @@ def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResp
     summary="Reserve pool liquidity and get the funding transaction to sign",
 )
 async def open_loan(
+    caller: CallerDep,
     key: Annotated[str, Depends(require_idempotency_key)],
     body: LoanRequest,
     svc: ServicesDep,
     client: TemporalDep,
 ) -> JSONResponse:
+    _may_open(caller, svc, body)
     creditline = svc.settings.pools.get(body.pool_id)
     if creditline is None:
         raise ApiError(422, "pool_not_found", "no such pool is configured",
@@ -130,11 +175,16 @@ async def open_loan(
         raise ApiError(422, "validation_error", "ttl_seconds exceeds the server's maximum",
                        {"max_ttl_seconds": svc.settings.reservation_ttl_seconds})
 
-    loan_id = loan_id_for(key)
+    loan_id = loan_id_for(key, caller)
+    bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
     loan = LoanInput(loan_id=loan_id, pool_id=body.pool_id, creditline_id=creditline,
                      terms=body.terms(), fingerprint=fingerprint, ttl_seconds=body.ttl_seconds)
+    hold_s = ((body.ttl_seconds or svc.settings.reservation_ttl_seconds)
+              + svc.settings.settlement_grace_seconds + OPEN_MARGIN_S)
+    # Rate limits and unsigned caps of the key and the borrower: 429/409 before any reservation.
+    counted = await svc.squatting.admit(client, caller, body.borrower, loan_id, hold_s)
     try:
         result = await loan_client.open_loan(
             client, task_queue=svc.settings.task_queue, loan=loan,
@@ -142,9 +192,11 @@ async def open_loan(
             idempotency_key=key,
         )
     except LoanClosed as exc:
+        await svc.squatting.refused(loan_id, counted)
         raise ApiError(409, "loan_closed", "this Idempotency-Key names a loan that has ended",
                        {"loan_id": loan_id}) from exc
     except LoanOpenFailed as exc:
+        await svc.squatting.refused(loan_id, counted)
         raise ApiError(503, "loan_open_failed", "the loan could not be opened for an "
                        "infrastructure reason; nothing is reserved. Retry with a new "
                        "Idempotency-Key", {"loan_id": loan_id}) from exc
@@ -152,6 +204,7 @@ async def open_loan(
         raise _temporal_down(exc) from exc
 
     if result.fingerprint != fingerprint:
+        await svc.squatting.refused(loan_id, counted)  # the loan is another request's
         raise ApiError(422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different request body",
                        {"loan_id": loan_id})
@@ -159,14 +212,17 @@ async def open_loan(
     if result.request_nonce != nonce:
         headers["Idempotent-Replayed"] = "true"
     if isinstance(result, LoanOffer):
+        await svc.squatting.offered(loan_id, body.borrower, caller, result.funding.expires_at)
+        bind(tx_hash=result.funding.tx_hash)
         created = LoanCreated.of(result)
         return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
+    await svc.squatting.refused(loan_id, counted)
     return _refusal_response(result, headers)
 
 
 @router.get("/{loan_id}", response_model=LoanOut, responses=ERRORS, summary="A loan's state")
-async def get_loan(loan_id: str, client: TemporalDep) -> LoanOut:
-    return LoanOut.of(await _view_or_404(client, loan_id))
+async def get_loan(caller: CallerDep, loan_id: str, client: TemporalDep) -> LoanOut:
+    return LoanOut.of(await _view_for(caller, client, loan_id, LOANS_READ))
 
 
 def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
@@ -198,12 +254,13 @@ def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
     summary="Relay the borrower-signed funding transaction to the chain",
 )
 async def submit_loan(
+    caller: CallerDep,
     loan_id: str,
     body: SubmitRequest,
     svc: ServicesDep,
     client: TemporalDep,
 ) -> JSONResponse:
-    view = await _view_or_404(client, loan_id)
+    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.funding is None or view.state not in (
         LoanState.RESERVED, LoanState.SUBMITTED, LoanState.FUNDED
     ):
@@ -211,6 +268,7 @@ async def submit_loan(
                        {"state": view.state.value})
     tx_hash = _check_envelope(svc, view, body.signed_xdr)
     if view.state is not LoanState.RESERVED:  # already relayed: same hash, same answer
+        await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
         return JSONResponse(LoanOut.of(view).model_dump(mode="json"), status_code=202)
 
     try:
@@ -238,6 +296,7 @@ async def submit_loan(
                        {"tx_hash": tx_hash}) from exc
     except RPCError as exc:
         raise _temporal_down(exc) from exc
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
 
@@ -250,11 +309,13 @@ async def submit_loan(
     summary="Give up on a loan; its reservation is released",
 )
 async def cancel_loan(
+    caller: CallerDep,
     loan_id: str,
+    svc: ServicesDep,
     client: TemporalDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> JSONResponse:
-    view = await _view_or_404(client, loan_id)
+    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.state in TERMINAL_STATES:
         raise ApiError(409, "loan_closed", "the loan has already ended",
                        {"state": view.state.value})
@@ -265,5 +326,6 @@ async def cancel_loan(
         raise ApiError(409, "loan_closed", "the loan has already ended", {}) from exc
     except RPCError as exc:
         raise _temporal_down(exc) from exc
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)

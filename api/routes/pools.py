@@ -1,5 +1,8 @@
 """Pool routes: what the reservation ledger holds for a pool (liquidity, reservations, audit
-and blocked streams). Read-only views over liquidity.ledger; amounts as decimal strings."""
+and blocked streams). Read-only views over liquidity.ledger; amounts as decimal strings.
+
+Liquidity is for any authenticated caller (or public, PUBLIC_LIQUIDITY); reservations and the
+streams name loans and borrowers, so they are for operators only."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query
 
+from api.auth.deps import OperatorDep, PoolReaderDep
 from api.deps import ServicesDep, known_pool
 from api.errors import ApiError
 from api.schemas import (
@@ -25,7 +29,8 @@ Row = TypeVar("Row")
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (401, 403, 404, 422)}
 # A Redis stream id ("1700000000000-0" or just the milliseconds): the page ends before it.
 STREAM_ID = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 
@@ -44,20 +49,20 @@ async def _page(read: Awaitable[list[Row]]) -> list[Row]:
 
 
 @router.get("/{pool_id}/liquidity", response_model=PoolLiquidity, responses=ERRORS)
-async def liquidity(pool_id: str, svc: ServicesDep) -> PoolLiquidity:
+async def liquidity(_: PoolReaderDep, pool_id: str, svc: ServicesDep) -> PoolLiquidity:
     known_pool(svc, pool_id)
     return PoolLiquidity.of(await svc.ledger.status(pool_id))
 
 
 @router.get("/{pool_id}/reservations", response_model=ReservationList, responses=ERRORS)
-async def reservations(pool_id: str, svc: ServicesDep) -> ReservationList:
+async def reservations(_: OperatorDep, pool_id: str, svc: ServicesDep) -> ReservationList:
     known_pool(svc, pool_id)
     rows = await svc.ledger.reservations(pool_id)
     return ReservationList(pool_id=pool_id, reservations=[ReservationOut.of(r) for r in rows])
 
 
 @router.get("/{pool_id}/audit", response_model=AuditPage, responses=ERRORS)
-async def audit(pool_id: str, svc: ServicesDep, count: Count = 100,
+async def audit(_: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100,
                 before: Before = None) -> AuditPage:
     known_pool(svc, pool_id)
     rows = await _page(svc.ledger.audit(pool_id, count=count, before=before))
@@ -66,7 +71,7 @@ async def audit(pool_id: str, svc: ServicesDep, count: Count = 100,
 
 
 @router.get("/{pool_id}/blocked", response_model=BlockedPage, responses=ERRORS)
-async def blocked(pool_id: str, svc: ServicesDep, count: Count = 100,
+async def blocked(_: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100,
                   before: Before = None) -> BlockedPage:
     known_pool(svc, pool_id)
     rows = await _page(svc.ledger.blocked(pool_id, count=count, before=before))

@@ -114,8 +114,8 @@ class ReconcileRunOut(BaseModel):
 
 
 @pools_router.get("/{pool_id}/reconciliation", response_model=ReconciliationOut,
-                  responses={s: {"model": ErrorOut} for s in (404, 422)})
-async def reconciliation(pool_id: str, svc: ServicesDep) -> ReconciliationOut:
+                  responses={s: {"model": ErrorOut} for s in (401, 403, 404, 422)})
+async def reconciliation(_: AdminDep, pool_id: str, svc: ServicesDep) -> ReconciliationOut:
     known_pool(svc, pool_id)
     report = await svc.reports.latest(pool_id)
     if report is None:
@@ -126,7 +126,7 @@ async def reconciliation(pool_id: str, svc: ServicesDep) -> ReconciliationOut:
 
 @admin_router.post("/reconcile", response_model=ReconcileRunOut,
                    responses={s: {"model": ErrorOut} for s in (401, 403, 422, 503, 504)})
-async def reconcile(svc: ServicesDep, _: AdminDep, temporal: TemporalDep,
+async def reconcile(_: AdminDep, svc: ServicesDep, temporal: TemporalDep,
                     body: Annotated[ReconcileIn | None, Body()] = None) -> ReconcileRunOut:
     """Runs a reconciliation now (the same workflow the Schedule starts) and returns its result."""
     try:

@@ -84,3 +84,33 @@ def test_dockerfile_copies_what_the_commands_need() -> None:
                  "worker.py", "watcher.py"):
         assert path in dockerfile, path
 
+
+
+def test_prometheus_scrapes_every_process_on_its_metrics_port() -> None:
+    """Each app process serves metrics on the port its settings name; Prometheus scrapes exactly
+    those, and Grafana is provisioned from files that exist in the repository."""
+    prometheus = SERVICES["prometheus"]
+    mounts = {m.split(":")[1]: ROOT / m.split(":")[0] for m in prometheus["volumes"]
+              if m.startswith("./")}
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert mounts["/etc/prometheus/alerts.yml"].is_file()
+    targets = {job["job_name"]: job["static_configs"][0]["targets"]
+               for job in config["scrape_configs"]}
+    env = COMPOSE["x-app-env"]
+    assert env["METRICS_HOST"] == "0.0.0.0"  # reachable from the prometheus container
+    for process in ("api", "worker", "watcher"):
+        port = env[f"{process.upper()}_METRICS_PORT"]
+        assert targets[process] == [f"{process}:{port}"], (process, targets)
+        assert f"{process}_metrics_port" in Settings.model_fields
+    grafana = SERVICES["grafana"]
+    for mount in grafana["volumes"]:
+        source = ROOT / mount.split(":")[0]
+        assert source.is_dir(), source
+    provisioning = ROOT / "tools/compose/grafana/provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards/provider.yml").read_text())
+    dashboards = provider["providers"][0]["options"]["path"]
+    assert any(m.endswith(":" + dashboards + ":ro") for m in grafana["volumes"])
+    assert (ROOT / "tools/compose/grafana/dashboards/liquidity.json").is_file()

@@ -1,10 +1,11 @@
-"""Liveness/readiness against the real components, and the admin bearer-token gate."""
+"""Liveness/readiness against the real components, and the operator credential gate."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from tests.api.conftest import ADMIN_TOKEN
 from tests.api.helpers import assert_error
 
 
@@ -19,20 +20,21 @@ async def test_healthz_and_readyz_report_every_component(http: httpx.AsyncClient
 @pytest.mark.parametrize(
     ("headers", "status", "code"),
     [
-        ({}, 401, "unauthorized"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401, "unauthorized"),
-        ({"Authorization": "Bearer"}, 401, "unauthorized"),
-        ({"Authorization": "Bearer wrong-token"}, 403, "forbidden"),
+        ({}, 401, "unauthenticated"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, 401, "unauthenticated"),
+        ({"Authorization": "Bearer"}, 401, "unauthenticated"),
+        ({"Authorization": "Bearer wrong-token"}, 401, "unauthenticated"),
+        ({"Authorization": f"Bearer {ADMIN_TOKEN}x"}, 401, "unauthenticated"),
     ],
 )
 @pytest.mark.parametrize("action", ["freeze", "unfreeze"])
-async def test_admin_routes_need_the_admin_token(http: httpx.AsyncClient, headers: dict[str, str],
-                                                 status: int, code: str, action: str) -> None:
-    resp = await http.post(f"/v1/admin/pools/CANYPOOL/{action}", json={"reason": "x"},
+async def test_admin_routes_need_an_operator_credential(anon: httpx.AsyncClient,
+                                                        headers: dict[str, str], status: int,
+                                                        code: str, action: str) -> None:
+    resp = await anon.post(f"/v1/admin/pools/CANYPOOL/{action}", json={"reason": "x"},
                            headers=headers)
     assert_error(resp, status, code)
-    if status == 401:
-        assert resp.headers["www-authenticate"] == "Bearer"
+    assert resp.headers["www-authenticate"].startswith("Bearer")
 
 
 async def test_admin_on_an_unknown_pool_is_404(http: httpx.AsyncClient,

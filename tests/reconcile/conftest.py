@@ -20,7 +20,7 @@ from liquidity.tx_index import TxIndex
 from reconcile.reconciler import PoolReport, ReportStore
 from runtime.clients import Clients
 from runtime.worker import build_worker
-from tests.api.conftest import admin_headers, api_server, http, shared_pool  # noqa: F401
+from tests.api.conftest import admin_headers, anon, api_server, http, shared_pool  # noqa: F401
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import register_pool, stack_settings
 from tests.saga.helpers import open_test_loan, terms_for, wait_view

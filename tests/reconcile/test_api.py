@@ -12,7 +12,8 @@ from tests.saga.helpers import terms_for
 
 
 async def test_report_served_after_an_admin_run(
-    http: httpx.AsyncClient, admin_headers: dict[str, str], saga_stack, deploy_pool, new_borrower
+    http: httpx.AsyncClient, anon: httpx.AsyncClient, admin_headers: dict[str, str], saga_stack,
+    deploy_pool, new_borrower, api_server
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     await saga_stack.add_pool(pool)
@@ -22,9 +23,12 @@ async def test_report_served_after_an_admin_run(
     assert_error(await http.get("/v1/pools/CNOSUCHPOOL/reconciliation"), 404, "pool_not_found")
 
     body = {"pool_ids": [pool.pool_id, "CNOSUCHPOOL"]}
-    assert_error(await http.post("/v1/admin/reconcile", json=body), 401, "unauthorized")
-    assert_error(await http.post("/v1/admin/reconcile", json=body,
-                                 headers={"Authorization": "Bearer nope"}), 403, "forbidden")
+    assert_error(await anon.post("/v1/admin/reconcile", json=body), 401, "unauthenticated")
+    assert_error(await anon.get(url), 401, "unauthenticated")
+    _, platform = await api_server.keys.create("no operator", ["loans:write", "pools:read"])
+    details = assert_error(await anon.post("/v1/admin/reconcile", json=body, headers={
+        "Authorization": f"Bearer {platform}"}), 403, "forbidden")
+    assert details == {"required_scope": "operator"}
     first = await http.post("/v1/admin/reconcile", json=body, headers=admin_headers)
     assert first.status_code == 200, first.text
     run = first.json()

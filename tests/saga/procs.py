@@ -15,7 +15,12 @@ from tests.fixtures.temporal import ROOT, settings_env
 
 
 class Proc:
-    def __init__(self, script: str, settings: Any, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, script: str, settings: Any, extra_env: dict[str, str] | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
+        """`script` (a file of the checkout) names the process; `argv` (after the interpreter,
+        e.g. ["-m", "api"]) replaces running it as a file."""
         env = {
             **os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)
         }
@@ -24,7 +29,7 @@ class Proc:
         )
         # cwd outside the checkout so a developer's .run/stack.env cannot leak into the settings
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / script)],
+            [sys.executable, *(argv or [str(ROOT / script)])],
             env=env,
             cwd=tempfile.gettempdir(),
             stdout=self._log,
