@@ -5,7 +5,10 @@ Measured in one run, all with 50 concurrent clients unless said otherwise:
 - ledger reserve-only rate versus the floor (a one-line Lua script: one EVALSHA round trip);
 - the same reserve/commit logic done the "distributed lock" way (SET NX, read, check, write, DEL);
 - over-commits: stroops granted beyond availability, on a pool that runs dry under contention;
-- reserve p50 with 10 and with 100,000 active reservations in the pool (measured alternately).
+- reserve p50 with 10 and with 100,000 active reservations in the pool (measured alternately);
+- the peers' designs on PostgreSQL (bench/ledger_pg.py: a conditional UPDATE row, an advisory
+  lock + sum of pending holds) at 10 and 100,000 open holds, beside the ledger's pairs at the
+  same sizes.
 
 Prints a table, then one JSON object of figures as the last line. Uses its own key prefix and
 deletes its keys. Run: `make bench-ledger` (or `.venv/bin/python -m bench.ledger`)."""
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from liquidity import Insufficient, Ledger, Reserved
+
+# bench/ledger_pg.py imports this module's helpers; imported lazily in main() to avoid a cycle.
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CLIENTS = 50
@@ -294,6 +299,23 @@ async def size_latency(ledger: Ledger, small: str, large: str, samples: int) -> 
 # --- main ---------------------------------------------------------------------------------
 
 
+async def ledger_pairs_on(ledger: Ledger, name: str, pool: str) -> Run:
+    """reserve+commit pairs on an existing pool that keeps its open reservations."""
+
+    async def pair(rng: random.Random) -> float:
+        loan = loan_id()
+        t0 = time.perf_counter()
+        r = await ledger.reserve(
+            pool, loan, "pairs", rng.randint(1, 10_000), ttl_ms=TTL_MS, borrower_limit=BIG
+        )
+        first = _ms(t0)
+        assert isinstance(r, Reserved), r
+        await ledger.commit(pool, loan, ledger=2)
+        return first
+
+    return await timed_loop(Run(name), pair)
+
+
 async def main() -> dict[str, float | int]:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     client = aioredis.from_url(REDIS_URL, decode_responses=True, max_connections=200)
@@ -313,6 +335,14 @@ async def main() -> dict[str, float | int]:
         await populate(ledger, "size-10", 10)
         await populate(ledger, "size-100k", 100_000)
         p50_10, p50_100k = await size_latency(ledger, "size-10", "size-100k", 1_500)
+        at_size = [
+            await ledger_pairs_on(ledger, "ledger reserve+commit, 10 open", "size-10"),
+            await ledger_pairs_on(ledger, "ledger reserve+commit, 100,000 open", "size-100k"),
+        ]
+        print("PostgreSQL peers ...", file=sys.stderr)
+        from bench.ledger_pg import pg_runs
+
+        pg = await pg_runs()
     finally:
         async for key in client.scan_iter(match=f"{prefix}*", count=1000):
             await client.delete(key)
@@ -324,7 +354,7 @@ async def main() -> dict[str, float | int]:
     header = f"{'run':44} {'units/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'unit p50':>9} {'over':>6}"
     print(header)
     print("-" * len(header))
-    for r in runs:
+    for r in [*runs, *at_size, *pg]:
         if r.latencies_ms:
             lat = f"{r.pct(0.5):8.2f} {r.pct(0.99):8.2f} {r.pct(0.5, r.unit_ms):9.2f}"
         else:
@@ -336,7 +366,23 @@ async def main() -> dict[str, float | int]:
     ratio_floor = reserves.rate / floor_run.rate
     print(f"ledger reserve rate / floor rate: {ratio_floor:.2f} (target >= 0.7); "
           f"ledger pairs / naive pairs (hot pool): {hot.rate / naive_hot.rate:.1f}x (target >= 10)")
+    pg_fig: dict[str, float] = {}
+    for r, (kind, n) in zip(pg, [(k, n) for k in ("row", "lock") for n in (10, 100_000)],
+                            strict=True):
+        pg_fig[f"pg_{kind}_pairs_per_s_{n}"] = round(r.rate, 1)
+        pg_fig[f"pg_{kind}_p50_ms_{n}"] = round(r.pct(0.5), 3)
+    ledger10, ledger100k = at_size
+    for kind in ("row", "lock"):
+        for n, mine in ((10, ledger10), (100_000, ledger100k)):
+            peer = pg_fig[f"pg_{kind}_pairs_per_s_{n}"]
+            pg_fig[f"ledger_vs_pg_{kind}_{n}"] = round(mine.rate / peer, 2) if peer else 0.0
+    print("ledger pairs/s vs PostgreSQL peers: " + ", ".join(
+        f"{k.removeprefix('ledger_vs_pg_')}: {v}x" for k, v in pg_fig.items()
+        if k.startswith("ledger_vs_pg_")))
     return {
+        **pg_fig,
+        "ledger_pairs_per_s_10_open": round(ledger10.rate, 1),
+        "ledger_pairs_per_s_100k_open": round(ledger100k.rate, 1),
         "ledger_pairs_per_s": round(hot.rate, 1),
         "naive_pairs_per_s": round(naive_hot.rate, 1),
         "floor_ops_per_s": round(floor_run.rate, 1),

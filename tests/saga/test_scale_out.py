@@ -16,9 +16,12 @@ from pathlib import Path
 
 import httpx
 
+from api.auth.keys import ApiKeyStore
+from api.auth.principal import SCOPES
 from chain.envelope import sign_envelope
 from core.money import format_stroops
 from devnet.kit import wait_for_tx
+from tests.api.conftest import ADMIN_TOKEN, JWT_SECRET, SEP10_KEYPAIR
 from tests.api.helpers import DUE_DATE
 from tests.fixtures.temporal import ROOT, settings_env
 from tests.saga.helpers import terms_for
@@ -87,6 +90,14 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
     saga_stack, isolated: Isolated, new_borrower  # noqa: F811
 ):
     stack, iso = saga_stack, isolated
+    iso.settings.admin_token = ADMIN_TOKEN
+    iso.settings.jwt_secret = JWT_SECRET
+    iso.settings.sep10_signing_secret = SEP10_KEYPAIR.secret
+    keys = ApiKeyStore(stack.redis, prefix=iso.settings.ledger_prefix)
+    _, token = await keys.create(
+        "scale-out", SCOPES, rate_per_minute=1_000_000, max_unsigned=1_000_000
+    )
+    auth = {"Authorization": f"Bearer {token}"}
     iso.spawn("watcher.py")
     workers = [iso.spawn("worker.py", WATCHER_ID=f"w{i}") for i in range(2)]
     apis = [ApiProc(iso.settings) for _ in range(2)]
@@ -103,7 +114,7 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
                 await asyncio.sleep(i * 0.15)
                 resp = await http.post(
                     "/v1/loans", json=_body(iso.pool, borrower, vendor),
-                    headers={"Idempotency-Key": f"scale-{uuid.uuid4()}"},
+                    headers={**auth, "Idempotency-Key": f"scale-{uuid.uuid4()}"},
                 )
                 assert resp.status_code == 201, resp.text
                 offer = resp.json()
@@ -114,7 +125,8 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
                 # The other API relays the signed envelope.
                 async with httpx.AsyncClient(base_url=apis[(i + 1) % 2].url, timeout=60) as other:
                     sub = await other.post(
-                        f"/v1/loans/{offer['loan_id']}/submit", json={"signed_xdr": xdr}
+                        f"/v1/loans/{offer['loan_id']}/submit", json={"signed_xdr": xdr},
+                        headers=auth,
                     )
                     assert sub.status_code == 202, sub.text
                 return str(offer["loan_id"])
@@ -124,7 +136,7 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
         async with httpx.AsyncClient(base_url=apis[1].url, timeout=30) as http:
             for loan_id in loan_ids:
                 for _ in range(300):
-                    view = (await http.get(f"/v1/loans/{loan_id}")).json()
+                    view = (await http.get(f"/v1/loans/{loan_id}", headers=auth)).json()
                     if view["state"] == "funded":
                         break
                     await asyncio.sleep(0.2)
