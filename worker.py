@@ -24,9 +24,7 @@ async def main() -> None:
     # The JSON lines carry the SDK's workflow/activity info as fields; not in the message too.
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
-    start_process_telemetry(
-        "worker", host=settings.metrics_host, port=settings.worker_metrics_port
-    )
+    start_process_telemetry("worker", host=settings.metrics_host, port=settings.worker_metrics_port)
     keep_bytecode_cache()
     await serve(settings, stop_event())
 

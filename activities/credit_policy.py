@@ -21,22 +21,37 @@ def declines(terms: LoanTerms, *, settings: Settings, now: int) -> list[tuple[st
     out: list[tuple[str, str]] = []
     total, guarantee = terms.total_amount, terms.guarantee_amount
     if total < settings.min_loan_stroops:
-        out.append(("amount_below_minimum",
-                    f"total_amount {total} is below the minimum {settings.min_loan_stroops}"))
+        out.append(
+            (
+                "amount_below_minimum",
+                f"total_amount {total} is below the minimum {settings.min_loan_stroops}",
+            )
+        )
     if total > settings.max_loan_stroops:
-        out.append(("amount_above_maximum",
-                    f"total_amount {total} is above the maximum {settings.max_loan_stroops}"))
+        out.append(
+            (
+                "amount_above_maximum",
+                f"total_amount {total} is above the maximum {settings.max_loan_stroops}",
+            )
+        )
     if guarantee <= 0:
-        out.append(("invalid_amount", "guarantee_amount must be positive (the creditline "
-                    "escrows it)"))
+        out.append(
+            ("invalid_amount", "guarantee_amount must be positive (the creditline escrows it)")
+        )
     if guarantee >= total:
-        out.append(("invalid_amount",
-                    "guarantee_amount must be less than total_amount (nothing to fund)"))
+        out.append(
+            ("invalid_amount", "guarantee_amount must be less than total_amount (nothing to fund)")
+        )
     # StepFi's validate_guarantee: guarantee >= total * min_guarantee_percent / 100, the
     # division an integer one, so the service refuses exactly what the contract refuses (#2)
     if guarantee < total * settings.min_guarantee_ratio_bps // 10_000:
-        out.append(("insufficient_guarantee", f"guarantee covers less than "
-                    f"{settings.min_guarantee_ratio_bps} bps of total_amount"))
+        out.append(
+            (
+                "insufficient_guarantee",
+                f"guarantee covers less than "
+                f"{settings.min_guarantee_ratio_bps} bps of total_amount",
+            )
+        )
     schedule = terms.repayment_schedule
     if not schedule:
         out.append(("invalid_schedule", "repayment_schedule is empty"))

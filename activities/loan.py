@@ -95,7 +95,12 @@ class LoanActivities:
     """Holds the process-wide clients; one instance is registered with the worker."""
 
     def __init__(
-        self, *, settings: Settings, ledger: Ledger, chain: ChainClient, tx_index: TxIndex,
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        chain: ChainClient,
+        tx_index: TxIndex,
         journal: JournalFactory | None = None,
     ) -> None:
         self._settings = settings
@@ -177,9 +182,7 @@ class LoanActivities:
 
     @activity.defn(name="loan.release")
     async def release(self, request: ReleaseRequest) -> ReleaseResult:
-        result = await self._ledger.release(
-            request.pool_id, request.loan_id, reason=request.reason
-        )
+        result = await self._ledger.release(request.pool_id, request.loan_id, reason=request.reason)
         if result.outcome != "already_committed":  # a funded loan's sequence is spent anyway
             await self._tx_index.release_claim(request.loan_id)
         return result

@@ -34,8 +34,14 @@ class ReconcileActivities:
     """Holds the process-wide clients; one instance is registered with the worker."""
 
     def __init__(
-        self, *, settings: Settings, ledger: Ledger, chain: ChainClient, tx_index: TxIndex,
-        reports: ReportStore, directory: DirectoryFactory,
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        chain: ChainClient,
+        tx_index: TxIndex,
+        reports: ReportStore,
+        directory: DirectoryFactory,
     ) -> None:
         self._settings = settings
         self._directory = directory
@@ -54,12 +60,16 @@ class ReconcileActivities:
         creditline = self._settings.pools.get(request.pool_id)
         if creditline is None:
             raise ApplicationError(
-                f"pool {request.pool_id} is not configured", type="UnknownPool",
+                f"pool {request.pool_id} is not configured",
+                type="UnknownPool",
                 non_retryable=True,
             )
         reconciler = Reconciler(
-            ledger=self._ledger, chain=self._chain, tx_index=self._tx_index,
-            directory=self._directory(activity.client()), reports=self._reports,
+            ledger=self._ledger,
+            chain=self._chain,
+            tx_index=self._tx_index,
+            directory=self._directory(activity.client()),
+            reports=self._reports,
             grace_ms=self._settings.settlement_grace_seconds * 1000,
             freeze_threshold=self._settings.drift_freeze_threshold_stroops,
             event_window_ledgers=self._settings.reconcile_event_window_ledgers,

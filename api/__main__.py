@@ -16,8 +16,13 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, "api")
     start_process_telemetry("api", host=settings.metrics_host, port=settings.api_metrics_port)
-    uvicorn.run("api.app:app", host=settings.api_host, port=settings.api_port,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        "api.app:app",
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         # Pool gauges are read from the ledger when this process's metrics endpoint is scraped.
         collector = PoolCollector(
-            ledger=services.ledger, settings=services.settings, loop=asyncio.get_running_loop(),
+            ledger=services.ledger,
+            settings=services.settings,
+            loop=asyncio.get_running_loop(),
             reports=services.reports,
         )
         REGISTRY.register(collector)
@@ -48,8 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             REGISTRY.unregister(collector)
             await services.close()
 
-    app = FastAPI(title="Liquidity reservation saga", version="1.0.0",
-                  description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Liquidity reservation saga",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     install_error_handlers(app)
     app.add_middleware(ObservabilityMiddleware)
     for module in (loans, pools, admin, keys, auth, health):

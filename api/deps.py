@@ -48,18 +48,31 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         built = clients.Clients.open(settings)
         endpoint = web_auth_endpoint(settings)
-        sep10 = Sep10(built.redis, prefix=settings.ledger_prefix,
-                      signing_secret=settings.sep10_signing_secret,
-                      home_domain=settings.sep10_home_domain,
-                      web_auth_domain=urlsplit(endpoint).netloc,
-                      network_passphrase=settings.network_passphrase,
-                      challenge_ttl_seconds=settings.sep10_challenge_ttl_seconds)
-        tokens = SessionTokens(settings.jwt_secret, issuer=endpoint,
-                               ttl_seconds=settings.jwt_ttl_seconds)
-        return cls(settings=settings, redis=built.redis, ledger=built.ledger, chain=built.chain,
-                   reports=built.reports, keys=ApiKeyStore.of(settings, built.redis),
-                   sep10=sep10, tokens=tokens, squatting=SquattingGuard(
-                       Admission(built.redis, prefix=settings.ledger_prefix), settings))
+        sep10 = Sep10(
+            built.redis,
+            prefix=settings.ledger_prefix,
+            signing_secret=settings.sep10_signing_secret,
+            home_domain=settings.sep10_home_domain,
+            web_auth_domain=urlsplit(endpoint).netloc,
+            network_passphrase=settings.network_passphrase,
+            challenge_ttl_seconds=settings.sep10_challenge_ttl_seconds,
+        )
+        tokens = SessionTokens(
+            settings.jwt_secret, issuer=endpoint, ttl_seconds=settings.jwt_ttl_seconds
+        )
+        return cls(
+            settings=settings,
+            redis=built.redis,
+            ledger=built.ledger,
+            chain=built.chain,
+            reports=built.reports,
+            keys=ApiKeyStore.of(settings, built.redis),
+            sep10=sep10,
+            tokens=tokens,
+            squatting=SquattingGuard(
+                Admission(built.redis, prefix=settings.ledger_prefix), settings
+            ),
+        )
 
     async def temporal(self) -> Client:
         if self._temporal is not None:
@@ -68,12 +81,16 @@ class Services:
             if self._temporal is None:
                 try:
                     self._temporal = await asyncio.wait_for(
-                        clients.temporal_client(self.settings), timeout=5)
+                        clients.temporal_client(self.settings), timeout=5
+                    )
                 except Exception as exc:
-                    raise ApiError(503, "temporal_unavailable",
-                                   "the saga engine (Temporal) is not reachable",
-                                   {"address": self.settings.temporal_address},
-                                   {"Retry-After": "5"}) from exc
+                    raise ApiError(
+                        503,
+                        "temporal_unavailable",
+                        "the saga engine (Temporal) is not reachable",
+                        {"address": self.settings.temporal_address},
+                        {"Retry-After": "5"},
+                    ) from exc
             return self._temporal
 
     async def close(self) -> None:
@@ -103,8 +120,9 @@ def known_pool(svc: Services, pool_id: str) -> str:
     """The creditline of a configured pool; 404 for a pool this deployment does not serve."""
     creditline = svc.settings.pools.get(pool_id)
     if creditline is None:
-        raise ApiError(404, "pool_not_found", "no such pool is configured",
-                       {"pool_id": pool_id[:128]})
+        raise ApiError(
+            404, "pool_not_found", "no such pool is configured", {"pool_id": pool_id[:128]}
+        )
     return creditline
 
 

@@ -98,8 +98,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_details(exc)
     if any(e["type"] == "json_invalid" for e in errors):
-        return error_response(400, "malformed_json", "the request body is not valid JSON",
-                              {"errors": errors})
+        return error_response(
+            400, "malformed_json", "the request body is not valid JSON", {"errors": errors}
+        )
     return error_response(422, "validation_error", "the request is invalid", {"errors": errors})
 
 

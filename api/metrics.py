@@ -70,9 +70,16 @@ class ObservabilityMiddleware:
                 HTTP_DURATION.labels(route, method).observe(elapsed)
                 log.log(
                     logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
-                    "%s %s %d", method, scope.get("path", ""), status,
-                    extra={"method": method, "route": route, "status": status,
-                           "duration_ms": round(elapsed * 1000, 2)},
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
                 )
 
 
@@ -89,8 +96,14 @@ class PoolCollector(Collector):
     """Reads every configured pool's status and last report on the API's event loop (the
     ledger client is asyncio; prometheus-client scrapes from its own thread)."""
 
-    def __init__(self, *, ledger: Ledger, reports: ReportStore, settings: Any,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        reports: ReportStore,
+        settings: Any,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._ledger = ledger
         self._reports = reports
         self._settings = settings
@@ -115,7 +128,8 @@ class PoolCollector(Collector):
             return  # called on the loop itself (never by the scrape thread): cannot block it
         try:
             rows = asyncio.run_coroutine_threadsafe(self._read(), self._loop).result(
-                timeout=SCRAPE_TIMEOUT_S)
+                timeout=SCRAPE_TIMEOUT_S
+            )
         except Exception as exc:
             log.warning("pool metrics: the ledger could not be read: %s", exc)
             up.add_metric([], 0)
@@ -128,26 +142,40 @@ class PoolCollector(Collector):
 
 def pool_families(rows: list[tuple[PoolStatus, PoolReport | None]]) -> Iterator[Metric]:
     liquidity = GaugeMetricFamily(
-        "pool_liquidity_stroops", "Pool figures as the reservation ledger holds them",
-        labels=["pool", "figure"])
+        "pool_liquidity_stroops",
+        "Pool figures as the reservation ledger holds them",
+        labels=["pool", "figure"],
+    )
     active = GaugeMetricFamily(
-        "pool_active_reservations", "Active reservations of the pool", labels=["pool"])
+        "pool_active_reservations", "Active reservations of the pool", labels=["pool"]
+    )
     frozen = GaugeMetricFamily(
-        "pool_frozen", "1 while the pool refuses new reservations", labels=["pool"])
+        "pool_frozen", "1 while the pool refuses new reservations", labels=["pool"]
+    )
     known = GaugeMetricFamily(
-        "pool_known", "0 while the ledger lost the pool (fails closed until reconciled)",
-        labels=["pool"])
+        "pool_known",
+        "0 while the ledger lost the pool (fails closed until reconciled)",
+        labels=["pool"],
+    )
     drift = GaugeMetricFamily(
         "reconcile_drift_stroops",
         "Change in the chain's figures the last reconciliation could not explain, by class",
-        labels=["pool", "class"])
+        labels=["pool", "class"],
+    )
     last = GaugeMetricFamily(
         "reconcile_last_success_timestamp_seconds",
-        "When the pool was last reconciled (Unix seconds)", labels=["pool"])
+        "When the pool was last reconciled (Unix seconds)",
+        labels=["pool"],
+    )
     for status, report in rows:
         pool = status.pool_id
-        values = (status.total, status.locked, status.reserved, status.available,
-                  status.pending_commits)
+        values = (
+            status.total,
+            status.locked,
+            status.reserved,
+            status.available,
+            status.pending_commits,
+        )
         for figure, value in zip(FIGURES, values, strict=True):
             liquidity.add_metric([pool, figure], value)
         active.add_metric([pool], status.active_reservations)

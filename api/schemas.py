@@ -50,14 +50,21 @@ def _check_account(text: str) -> str:
 
 AmountStr = Annotated[
     str,
-    Field(pattern=_DECIMAL_PATTERN, max_length=81, examples=["125.5"],
-          description="decimal string in asset units, at most 7 decimals, > 0"),
+    Field(
+        pattern=_DECIMAL_PATTERN,
+        max_length=81,
+        examples=["125.5"],
+        description="decimal string in asset units, at most 7 decimals, > 0",
+    ),
     AfterValidator(_check_amount),
 ]
 AccountId = Annotated[
     str,
-    Field(min_length=56, max_length=56,
-          examples=["GA7QYNF7SOWQ3GLR2BGMZEHXAVIRZA4KVWLTJJFC7MGXUA74P7UJVSGZ"]),
+    Field(
+        min_length=56,
+        max_length=56,
+        examples=["GA7QYNF7SOWQ3GLR2BGMZEHXAVIRZA4KVWLTJJFC7MGXUA74P7UJVSGZ"],
+    ),
     AfterValidator(_check_account),
 ]
 
@@ -82,7 +89,9 @@ class LoanRequest(BaseModel):
     repayment_schedule: list[InstallmentIn] = Field(min_length=1, max_length=360)
     loan_type: StrictInt = Field(default=0, ge=0, le=U32_MAX)
     ttl_seconds: StrictInt | None = Field(
-        default=None, ge=5, le=86_400,
+        default=None,
+        ge=5,
+        le=86_400,
         description="how long the reservation (and the transaction's max_time) lasts; "
         "default and upper bound: the server's RESERVATION_TTL_SECONDS",
     )
@@ -121,8 +130,11 @@ class LoanRequest(BaseModel):
 class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signed_xdr: str = Field(min_length=1, max_length=100_000,
-                            description="the funding transaction envelope, signed by the borrower")
+    signed_xdr: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="the funding transaction envelope, signed by the borrower",
+    )
 
 
 class CancelRequest(BaseModel):
@@ -218,15 +230,17 @@ AMOUNT_KEYS = frozenset({"available", "required", "shortage", "exposure", "limit
 
 def amounts_as_decimal(details: dict[str, Any]) -> dict[str, Any]:
     return {
-        k: format_stroops(v) if k in AMOUNT_KEYS and isinstance(v, int)
-        and not isinstance(v, bool) else v
+        k: format_stroops(v)
+        if k in AMOUNT_KEYS and isinstance(v, int) and not isinstance(v, bool)
+        else v
         for k, v in details.items()
     }
 
 
 def refusal_out(refusal: LoanRefusal) -> RefusalOut:
-    return RefusalOut(code=refusal.code, message=refusal.message,
-                      details=amounts_as_decimal(refusal.details))
+    return RefusalOut(
+        code=refusal.code, message=refusal.message, details=amounts_as_decimal(refusal.details)
+    )
 
 
 class PoolLiquidity(BaseModel):
@@ -248,12 +262,19 @@ class PoolLiquidity(BaseModel):
     @classmethod
     def of(cls, s: PoolStatus) -> PoolLiquidity:
         return cls(
-            pool_id=s.pool_id, known=s.known, frozen=s.frozen, frozen_reason=s.frozen_reason,
-            ledger=s.snapshot_ledger, total=format_stroops(s.total),
-            locked=format_stroops(s.locked), chain_available=format_stroops(s.chain_available),
+            pool_id=s.pool_id,
+            known=s.known,
+            frozen=s.frozen,
+            frozen_reason=s.frozen_reason,
+            ledger=s.snapshot_ledger,
+            total=format_stroops(s.total),
+            locked=format_stroops(s.locked),
+            chain_available=format_stroops(s.chain_available),
             pending_commits=format_stroops(s.pending_commits),
-            reserved=format_stroops(s.reserved), safety_buffer=format_stroops(s.safety_buffer),
-            available=format_stroops(s.available), active_reservations=s.active_reservations,
+            reserved=format_stroops(s.reserved),
+            safety_buffer=format_stroops(s.safety_buffer),
+            available=format_stroops(s.available),
+            active_reservations=s.active_reservations,
             overcommit=format_stroops(s.overcommit),
         )
 
@@ -295,9 +316,14 @@ class AuditOut(BaseModel):
     @classmethod
     def of(cls, e: AuditEntry) -> AuditOut:
         return cls(
-            id=e.id, action=e.action, loan_id=e.loan_id, amount=_opt_amount(e.amount),
+            id=e.id,
+            action=e.action,
+            loan_id=e.loan_id,
+            amount=_opt_amount(e.amount),
             reserved_before=_opt_amount(e.reserved_before),
-            reserved_after=_opt_amount(e.reserved_after), reason=e.reason, alarm=e.alarm,
+            reserved_after=_opt_amount(e.reserved_after),
+            reason=e.reason,
+            alarm=e.alarm,
             at_ms=e.at_ms,
         )
 
@@ -321,9 +347,14 @@ class BlockedOut(BaseModel):
     @classmethod
     def of(cls, e: BlockedEntry) -> BlockedOut:
         return cls(
-            id=e.id, loan_id=e.loan_id, borrower=e.borrower, reason=e.reason,
-            required=format_stroops(e.required), available=_opt_amount(e.available),
-            shortage=_opt_amount(e.shortage), at_ms=e.at_ms,
+            id=e.id,
+            loan_id=e.loan_id,
+            borrower=e.borrower,
+            reason=e.reason,
+            required=format_stroops(e.required),
+            available=_opt_amount(e.available),
+            shortage=_opt_amount(e.shortage),
+            at_ms=e.at_ms,
         )
 
 

@@ -41,28 +41,48 @@ def quotas(settings: Settings, caller: Principal, borrower: str) -> list[Quota]:
     """The key's (for API keys; its own overrides first) and the borrower's, in that order."""
     out = []
     if caller.kind == "key":
-        out.append(Quota(f"key:{caller.id}", "key",
-                         caller.rate_per_minute or settings.loan_rate_per_key_per_minute,
-                         caller.max_unsigned or settings.max_unsigned_per_key))
-    out.append(Quota(f"account:{borrower}", "borrower",
-                     settings.loan_rate_per_borrower_per_minute,
-                     settings.max_unsigned_per_borrower))
+        out.append(
+            Quota(
+                f"key:{caller.id}",
+                "key",
+                caller.rate_per_minute or settings.loan_rate_per_key_per_minute,
+                caller.max_unsigned or settings.max_unsigned_per_key,
+            )
+        )
+    out.append(
+        Quota(
+            f"account:{borrower}",
+            "borrower",
+            settings.loan_rate_per_borrower_per_minute,
+            settings.max_unsigned_per_borrower,
+        )
+    )
     return out
 
 
 def _refusal(quota: Quota, verdict: RateLimited | CapReached) -> ApiError:
     if isinstance(verdict, RateLimited):
         retry = max(1, math.ceil(verdict.retry_after_ms / 1000))
-        return ApiError(429, "rate_limited",
-                        f"too many loan requests for this {quota.scope}; nothing was reserved. "
-                        f"Retry after {retry} s",
-                        {"scope": quota.scope, "limit_per_minute": quota.rate_per_minute,
-                         "retry_after_seconds": retry}, {"Retry-After": str(retry)})
-    return ApiError(409, "too_many_unsigned",
-                    f"this {quota.scope} already holds {verdict.open_count} reserved loans "
-                    "nobody has signed; nothing was reserved. Submit or cancel one, or wait for "
-                    "one to expire", {"scope": quota.scope, "limit": quota.cap,
-                                      "open_unsigned": verdict.open_count})
+        return ApiError(
+            429,
+            "rate_limited",
+            f"too many loan requests for this {quota.scope}; nothing was reserved. "
+            f"Retry after {retry} s",
+            {
+                "scope": quota.scope,
+                "limit_per_minute": quota.rate_per_minute,
+                "retry_after_seconds": retry,
+            },
+            {"Retry-After": str(retry)},
+        )
+    return ApiError(
+        409,
+        "too_many_unsigned",
+        f"this {quota.scope} already holds {verdict.open_count} reserved loans "
+        "nobody has signed; nothing was reserved. Submit or cancel one, or wait for "
+        "one to expire",
+        {"scope": quota.scope, "limit": quota.cap, "open_unsigned": verdict.open_count},
+    )
 
 
 class SquattingGuard:
@@ -70,8 +90,9 @@ class SquattingGuard:
         self._admission = admission
         self._settings = settings
 
-    async def admit(self, client: Client, caller: Principal, borrower: str, loan_id: str,
-                    hold_s: int) -> list[str]:
+    async def admit(
+        self, client: Client, caller: Principal, borrower: str, loan_id: str, hold_s: int
+    ) -> list[str]:
         """Admits the request or raises 429/409; returns the principals that newly count the
         loan (to release if the loan is refused)."""
         hold_until_ms = int(time.time() * 1000) + hold_s * 1000
@@ -88,16 +109,24 @@ class SquattingGuard:
             await self._admission.remember_opener(loan_id, caller.id, hold_until_ms)
         return added
 
-    async def _admit_one(self, client: Client, quota: Quota, loan_id: str,
-                         hold_until_ms: int) -> Verdict:
+    async def _admit_one(
+        self, client: Client, quota: Quota, loan_id: str, hold_until_ms: int
+    ) -> Verdict:
         async def once() -> Verdict:
-            return await self._admission.admit(quota.who, loan_id,
-                                               rate_per_minute=quota.rate_per_minute,
-                                               cap=quota.cap, hold_until_ms=hold_until_ms)
+            return await self._admission.admit(
+                quota.who,
+                loan_id,
+                rate_per_minute=quota.rate_per_minute,
+                cap=quota.cap,
+                hold_until_ms=hold_until_ms,
+            )
 
         verdict = await once()
-        if isinstance(verdict, CapReached) and await self._admission.may_prune(
-                quota.who, PRUNE_EVERY_MS) and await self._prune(client, quota.who):
+        if (
+            isinstance(verdict, CapReached)
+            and await self._admission.may_prune(quota.who, PRUNE_EVERY_MS)
+            and await self._prune(client, quota.who)
+        ):
             verdict = await once()  # counts as a second request for the rate: errs on refusing
         return verdict
 
@@ -109,8 +138,9 @@ class SquattingGuard:
         async def settled(loan_id: str) -> bool:
             async with gate:
                 try:
-                    view = await asyncio.wait_for(loan_client.loan_view(client, loan_id),
-                                                  PRUNE_TIMEOUT_S)
+                    view = await asyncio.wait_for(
+                        loan_client.loan_view(client, loan_id), PRUNE_TIMEOUT_S
+                    )
                 except Exception:
                     return False  # not known now: keep counting it (errs on refusing)
             return view is not None and view.state not in STILL_UNSIGNED
@@ -126,8 +156,9 @@ class SquattingGuard:
         for who in added:
             await self._admission.release(who, loan_id)
 
-    async def offered(self, loan_id: str, borrower: str, caller: Principal,
-                      expires_at: int) -> None:
+    async def offered(
+        self, loan_id: str, borrower: str, caller: Principal, expires_at: int
+    ) -> None:
         """The exact expiry of the reservation, now known."""
         until_ms = expires_at * 1000
         for quota in quotas(self._settings, caller, borrower):

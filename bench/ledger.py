@@ -208,8 +208,9 @@ class NaiveLedger:
         return f"{self.prefix}:naive:{{{pool}}}:{what}"
 
     async def setup(self, pool: str, available: int) -> None:
-        await self.r.hset(self._k(pool, "state"), mapping={"chain": available, "reserved": 0,
-                                                           "pending": 0})
+        await self.r.hset(
+            self._k(pool, "state"), mapping={"chain": available, "reserved": 0, "pending": 0}
+        )
 
     async def _lock(self, pool: str) -> str:
         token = uuid.uuid4().hex
@@ -274,8 +275,9 @@ async def populate(ledger: Ledger, pool: str, n: int) -> None:
 
     async def one(i: int) -> None:
         async with sem:
-            await ledger.reserve(pool, f"fill-{i}", f"b{i % 1000}", 1 + i % 1000, ttl_ms=TTL_MS,
-                                 borrower_limit=BIG)
+            await ledger.reserve(
+                pool, f"fill-{i}", f"b{i % 1000}", 1 + i % 1000, ttl_ms=TTL_MS, borrower_limit=BIG
+            )
 
     await asyncio.gather(*(one(i) for i in range(n)))
     assert (await ledger.status(pool)).active_reservations == n
@@ -349,8 +351,10 @@ async def main() -> dict[str, float | int]:
         await client.aclose()
 
     floor_run, reserves, hot, spread_run, naive_hot, naive_spread, dry = runs
-    print(f"\nReservation ledger benchmark ({CLIENTS} concurrent clients, {DURATION_S:.0f} s each,"
-          f" redis {REDIS_URL})\n")
+    print(
+        f"\nReservation ledger benchmark ({CLIENTS} concurrent clients, {DURATION_S:.0f} s each,"
+        f" redis {REDIS_URL})\n"
+    )
     header = f"{'run':44} {'units/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'unit p50':>9} {'over':>6}"
     print(header)
     print("-" * len(header))
@@ -360,15 +364,20 @@ async def main() -> dict[str, float | int]:
         else:
             lat = f"{'-':>8} {'-':>8} {'-':>9}"
         print(f"{r.name:44} {r.rate:10.0f} {lat} {r.overcommit:6d} {r.extra}")
-    print("\n(p50/p99: latency of the reserve (or the floor call); unit: the whole pair;"
-          " over: stroops granted beyond availability)")
+    print(
+        "\n(p50/p99: latency of the reserve (or the floor call); unit: the whole pair;"
+        " over: stroops granted beyond availability)"
+    )
     print(f"reserve p50 with 10 active: {p50_10:.3f} ms; with 100,000 active: {p50_100k:.3f} ms")
     ratio_floor = reserves.rate / floor_run.rate
-    print(f"ledger reserve rate / floor rate: {ratio_floor:.2f} (target >= 0.7); "
-          f"ledger pairs / naive pairs (hot pool): {hot.rate / naive_hot.rate:.1f}x (target >= 10)")
+    print(
+        f"ledger reserve rate / floor rate: {ratio_floor:.2f} (target >= 0.7); "
+        f"ledger pairs / naive pairs (hot pool): {hot.rate / naive_hot.rate:.1f}x (target >= 10)"
+    )
     pg_fig: dict[str, float] = {}
-    for r, (kind, n) in zip(pg, [(k, n) for k in ("row", "lock") for n in (10, 100_000)],
-                            strict=True):
+    for r, (kind, n) in zip(
+        pg, [(k, n) for k in ("row", "lock") for n in (10, 100_000)], strict=True
+    ):
         pg_fig[f"pg_{kind}_pairs_per_s_{n}"] = round(r.rate, 1)
         pg_fig[f"pg_{kind}_p50_ms_{n}"] = round(r.pct(0.5), 3)
     ledger10, ledger100k = at_size
@@ -376,9 +385,14 @@ async def main() -> dict[str, float | int]:
         for n, mine in ((10, ledger10), (100_000, ledger100k)):
             peer = pg_fig[f"pg_{kind}_pairs_per_s_{n}"]
             pg_fig[f"ledger_vs_pg_{kind}_{n}"] = round(mine.rate / peer, 2) if peer else 0.0
-    print("ledger pairs/s vs PostgreSQL peers: " + ", ".join(
-        f"{k.removeprefix('ledger_vs_pg_')}: {v}x" for k, v in pg_fig.items()
-        if k.startswith("ledger_vs_pg_")))
+    print(
+        "ledger pairs/s vs PostgreSQL peers: "
+        + ", ".join(
+            f"{k.removeprefix('ledger_vs_pg_')}: {v}x"
+            for k, v in pg_fig.items()
+            if k.startswith("ledger_vs_pg_")
+        )
+    )
     return {
         **pg_fig,
         "ledger_pairs_per_s_10_open": round(ledger10.rate, 1),

@@ -40,25 +40,24 @@ class PgPeers:
             f"CREATE TABLE {self.holds} (loan_id text PRIMARY KEY, pool_id text NOT NULL, "
             f"amount bigint NOT NULL, status text NOT NULL)"
         )
-        await self.db.execute(
-            f"CREATE INDEX ON {self.holds} (pool_id) WHERE status = 'pending'"
-        )
+        await self.db.execute(f"CREATE INDEX ON {self.holds} (pool_id) WHERE status = 'pending'")
 
     async def drop(self) -> None:
         await self.db.execute(f"DROP TABLE IF EXISTS {self.holds}, {self.pools}")
 
     async def add_pool(self, pool: str, open_holds: int) -> None:
-        await self.db.execute(
-            f"INSERT INTO {self.pools} VALUES ($1, $2, $2)", pool, BIG
-        )
+        await self.db.execute(f"INSERT INTO {self.pools} VALUES ($1, $2, $2)", pool, BIG)
         if open_holds:
             await self.db.execute(
                 f"INSERT INTO {self.holds} SELECT $1 || '-fill-' || g, $1, 1, 'pending' "
-                f"FROM generate_series(1, $2) g", pool, open_holds,
+                f"FROM generate_series(1, $2) g",
+                pool,
+                open_holds,
             )
             await self.db.execute(
                 f"UPDATE {self.pools} SET available = available - $2 WHERE id = $1",
-                pool, open_holds,
+                pool,
+                open_holds,
             )
         await self.db.execute(f"ANALYZE {self.holds}")
 
@@ -68,7 +67,9 @@ class PgPeers:
         async with self.db.acquire() as conn, conn.transaction():
             left = await conn.fetchval(
                 f"UPDATE {self.pools} SET available = available - $2 "
-                f"WHERE id = $1 AND available >= $2 RETURNING available", pool, amount,
+                f"WHERE id = $1 AND available >= $2 RETURNING available",
+                pool,
+                amount,
             )
             if left is None:
                 return False
@@ -80,7 +81,8 @@ class PgPeers:
     async def row_commit(self, loan: str) -> None:
         await self.db.execute(
             f"UPDATE {self.holds} SET status = 'committed' WHERE loan_id = $1 "
-            f"AND status = 'pending'", loan,
+            f"AND status = 'pending'",
+            loan,
         )
 
     # ---- advisory lock + sum of pending holds ------------------------------------------------
@@ -91,7 +93,8 @@ class PgPeers:
             total = await conn.fetchval(f"SELECT total FROM {self.pools} WHERE id = $1", pool)
             held = await conn.fetchval(
                 f"SELECT coalesce(sum(amount), 0) FROM {self.holds} "
-                f"WHERE pool_id = $1 AND status = 'pending'", pool,
+                f"WHERE pool_id = $1 AND status = 'pending'",
+                pool,
             )
             if total - held < amount:
                 return False
@@ -131,9 +134,7 @@ async def pg_runs() -> list[Run]:
     peers = PgPeers(db)
     try:
         await peers.create()
-        return [
-            await pg_pairs(peers, kind, n) for kind in ("row", "lock") for n in (10, 100_000)
-        ]
+        return [await pg_pairs(peers, kind, n) for kind in ("row", "lock") for n in (10, 100_000)]
     finally:
         await peers.drop()
         await db.close()

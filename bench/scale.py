@@ -126,8 +126,10 @@ async def watcher_passes(clients: Clients, client: Any, levels: list[int]) -> di
     pools: list[Any] = []
     while len(pools) < max(levels):
         batch = await asyncio.gather(
-            *(deploy_pool(settings.rpc_url, settings.network_passphrase, liquidity=100 * FUNDED)
-              for _ in range(min(10, max(levels) - len(pools))))
+            *(
+                deploy_pool(settings.rpc_url, settings.network_passphrase, liquidity=100 * FUNDED)
+                for _ in range(min(10, max(levels) - len(pools)))
+            )
         )
         pools.extend(batch)
     for pool in pools:
@@ -137,7 +139,10 @@ async def watcher_passes(clients: Clients, client: Any, levels: list[int]) -> di
         local = settings.model_copy(deep=True)
         local.pools = {p.pool_id: p.creditline_id for p in pools[:n]}
         watcher = SettlementWatcher(
-            settings=local, client=client, chain=clients.chain, ledger=clients.ledger,
+            settings=local,
+            client=client,
+            chain=clients.chain,
+            ledger=clients.ledger,
             tx_index=clients.tx_index,
         )
         for _ in range(3):
@@ -181,10 +186,13 @@ class Loans:
         loan_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         offer = await open_loan(
-            self.client, task_queue=s.task_queue,
+            self.client,
+            task_queue=s.task_queue,
             loan=LoanInput(
-                loan_id=loan_id, pool_id=self.pool.pool_id,
-                creditline_id=self.pool.creditline_id, terms=terms(kp.public_key, self.vendor),
+                loan_id=loan_id,
+                pool_id=self.pool.pool_id,
+                creditline_id=self.pool.creditline_id,
+                terms=terms(kp.public_key, self.vendor),
                 fingerprint=loan_id,
             ),
             request=OpenLoan(fingerprint=loan_id, request_nonce=loan_id),
@@ -244,16 +252,23 @@ async def main() -> dict[str, Any]:
     pool_levels = [int(x) for x in args.pools.split(",")]
 
     ledger_cmp = await ledger_cluster_vs_single(args.reserve_samples)
-    print(f"reserve p50: single {ledger_cmp['single_ms']:.3f} ms, cluster "
-          f"{ledger_cmp['cluster_ms']:.3f} ms", flush=True)
+    print(
+        f"reserve p50: single {ledger_cmp['single_ms']:.3f} ms, cluster "
+        f"{ledger_cmp['cluster_ms']:.3f} ms",
+        flush=True,
+    )
 
     cli = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=cli, search_attributes=list(LOAN_SEARCH_ATTRIBUTES),
-        data_converter=pydantic_data_converter, dev_server_log_level="error",
+        dev_server_existing_path=cli,
+        search_attributes=list(LOAN_SEARCH_ATTRIBUTES),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
     )
     devnet = start_devnet(
-        ledger_interval=0.5, passphrase=PASSPHRASE, default_reputation=100,
+        ledger_interval=0.5,
+        passphrase=PASSPHRASE,
+        default_reputation=100,
         vendors_active_by_default=True,
     )
     prefix = f"bench-scale-{uuid.uuid4().hex[:10]}"
@@ -262,9 +277,13 @@ async def main() -> dict[str, Any]:
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         ledger_prefix=prefix,
         temporal_address=env.client.service_client.config.target_host,
-        task_queue=f"scale-{uuid.uuid4().hex[:8]}", rpc_url=devnet.rpc_url,
-        network_passphrase=devnet.passphrase, pools={}, settlement_grace_seconds=2,
-        reservation_ttl_seconds=900, reconcile_schedule_enabled=False,
+        task_queue=f"scale-{uuid.uuid4().hex[:8]}",
+        rpc_url=devnet.rpc_url,
+        network_passphrase=devnet.passphrase,
+        pools={},
+        settlement_grace_seconds=2,
+        reservation_ttl_seconds=900,
+        reconcile_schedule_enabled=False,
         borrower_limit_stroops=10**15,
     )
     clients = Clients.open(settings)
@@ -273,11 +292,14 @@ async def main() -> dict[str, Any]:
     out: dict[str, Any] = {"reserve": ledger_cmp}
     try:
         passes = await watcher_passes(clients, env.client, pool_levels)
-        print("watcher pass p50 ms: " + ", ".join(f"{n} pools {v:.1f}" for n, v in
-                                                 passes.items()), flush=True)
+        print(
+            "watcher pass p50 ms: " + ", ".join(f"{n} pools {v:.1f}" for n, v in passes.items()),
+            flush=True,
+        )
         most = max(waiting_levels + reconcile_levels)
         pool = await deploy_pool(
-            settings.rpc_url, settings.network_passphrase,
+            settings.rpc_url,
+            settings.network_passphrase,
             liquidity=(most + 4 * args.xdr_samples + 100) * FUNDED,
         )
         settings.pools[pool.pool_id] = pool.creditline_id
@@ -291,8 +313,9 @@ async def main() -> dict[str, Any]:
         await asyncio.sleep(2)
         rss = {0: rss_mb(worker.pid)}
         xdr_none = await loans.xdr_p50(args.xdr_samples)
-        print(f"0 waiting: worker RSS {rss[0]:.0f} MB, time-to-XDR p50 {xdr_none:.1f} ms",
-              flush=True)
+        print(
+            f"0 waiting: worker RSS {rss[0]:.0f} MB, time-to-XDR p50 {xdr_none:.1f} ms", flush=True
+        )
         recon: dict[int, float] = {}
         for level in sorted(set(waiting_levels + reconcile_levels)):
             t0 = time.perf_counter()
@@ -313,8 +336,11 @@ async def main() -> dict[str, Any]:
             watcher_pass_ms={str(k): round(v, 2) for k, v in passes.items()},
             worker_rss_mb={str(k): round(v, 1) for k, v in rss.items()},
             reconcile_s={str(k): round(v, 3) for k, v in recon.items()},
-            xdr_p50_ms={"none": round(xdr_none, 1), str(len(loans.open_ids)): round(xdr_busy, 1),
-                        "ratio": round(xdr_busy / xdr_none, 3)},
+            xdr_p50_ms={
+                "none": round(xdr_none, 1),
+                str(len(loans.open_ids)): round(xdr_busy, 1),
+                "ratio": round(xdr_busy / xdr_none, 3),
+            },
         )
     finally:
         if worker is not None:
@@ -329,31 +355,46 @@ async def main() -> dict[str, Any]:
     r = out["reserve"]
     rows = [
         ("reserve p50, single node", f"{r['single_ms']:.3f} ms", ""),
-        ("reserve p50, 3-master cluster", f"{r['cluster_ms']:.3f} ms",
-         f"{r['ratio']:.2f}x single (target <= 1.3)"),
+        (
+            "reserve p50, 3-master cluster",
+            f"{r['cluster_ms']:.3f} ms",
+            f"{r['ratio']:.2f}x single (target <= 1.3)",
+        ),
     ]
     pk = sorted(int(k) for k in out["watcher_pass_ms"])
     pv = [out["watcher_pass_ms"][str(k)] for k in pk]
-    rows += [(f"watcher pass p50, {k} pools", f"{v:.1f} ms", "") for k, v in zip(pk, pv,
-                                                                                 strict=True)]
+    rows += [
+        (f"watcher pass p50, {k} pools", f"{v:.1f} ms", "") for k, v in zip(pk, pv, strict=True)
+    ]
     rows.append(("  growth with pools", growth([float(k) for k in pk], pv), ""))
     ck = sorted(int(k) for k in out["reconcile_s"])
     cv = [out["reconcile_s"][str(k)] for k in ck]
-    rows += [(f"reconcile run, {k} open reservations", f"{v:.2f} s", "") for k, v in zip(ck, cv,
-                                                                                        strict=True)]
+    rows += [
+        (f"reconcile run, {k} open reservations", f"{v:.2f} s", "")
+        for k, v in zip(ck, cv, strict=True)
+    ]
     rows.append(("  growth with reservations", growth([float(k) for k in ck], cv), ""))
     mk = sorted(int(k) for k in out["worker_rss_mb"])
     mv = [out["worker_rss_mb"][str(k)] for k in mk]
-    rows += [(f"worker RSS, {k} loans waiting", f"{v:.0f} MB", "") for k, v in zip(mk, mv,
-                                                                                  strict=True)]
-    rows.append(("  growth with waiting loans",
-                 f"+{(mv[-1] - mv[0]) / max(mk[-1], 1) * 1024:.1f} KB per waiting loan", ""))
+    rows += [
+        (f"worker RSS, {k} loans waiting", f"{v:.0f} MB", "") for k, v in zip(mk, mv, strict=True)
+    ]
+    rows.append(
+        (
+            "  growth with waiting loans",
+            f"+{(mv[-1] - mv[0]) / max(mk[-1], 1) * 1024:.1f} KB per waiting loan",
+            "",
+        )
+    )
     x = out["xdr_p50_ms"]
     busy_key = next(k for k in x if k not in ("none", "ratio"))
     rows += [
         ("time-to-XDR p50, none waiting", f"{x['none']:.1f} ms", ""),
-        (f"time-to-XDR p50, {busy_key} waiting", f"{x[busy_key]:.1f} ms",
-         f"{x['ratio']:.2f}x (target <= 1.2)"),
+        (
+            f"time-to-XDR p50, {busy_key} waiting",
+            f"{x[busy_key]:.1f} ms",
+            f"{x['ratio']:.2f}x (target <= 1.2)",
+        ),
     ]
     print(f"\n{'figure':42} {'measured':>14}  note")
     for name, value, note in rows:

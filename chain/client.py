@@ -219,9 +219,7 @@ class ChainClient:
         if resp.error_result_xdr:
             code = decode.result_code(resp.error_result_xdr)
             reason, detail = decode.reason_for_code(code), code.name
-        return SubmitResult(
-            status="error", tx_hash=tx_hash, reason=reason, detail=detail
-        )
+        return SubmitResult(status="error", tx_hash=tx_hash, reason=reason, detail=detail)
 
     async def transaction(self, tx_hash: str) -> TxStatus:
         resp = await self._call(self._server.get_transaction(tx_hash))

@@ -18,7 +18,7 @@ class AmountError(ValueError):
 def to_stroops(text: str, *, allow_zero: bool = False) -> int:
     """Parse a decimal string like "12.5" into stroops, refusing what the chain would refuse."""
     if not isinstance(text, str):
-        raise AmountError("amount must be a decimal string, e.g. \"12.5\"")
+        raise AmountError('amount must be a decimal string, e.g. "12.5"')
     stripped = text.strip()
     try:
         value = Decimal(stripped)

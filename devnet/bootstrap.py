@@ -22,12 +22,15 @@ from devnet.kit import deploy_pool, new_funded_keypair, set_reputation, set_vend
 DEMO_REPUTATION = 100  # StepFi's top tier: credit limit 10 000 units
 
 
-async def bootstrap(rpc_url: str, passphrase: str, *, liquidity: int, borrowers: int,
-                    borrower_tokens: int) -> dict[str, Any]:
+async def bootstrap(
+    rpc_url: str, passphrase: str, *, liquidity: int, borrowers: int, borrower_tokens: int
+) -> dict[str, Any]:
     pool = await deploy_pool(rpc_url, passphrase, liquidity=liquidity)
     accounts = await asyncio.gather(
-        *(new_funded_keypair(rpc_url, token_id=pool.token_id, token_amount=borrower_tokens)
-          for _ in range(borrowers))
+        *(
+            new_funded_keypair(rpc_url, token_id=pool.token_id, token_amount=borrower_tokens)
+            for _ in range(borrowers)
+        )
     )
     vendor = await new_funded_keypair(rpc_url)
     # StepFi's create_loan refuses an unregistered vendor (#3) and a borrower scored below 50
@@ -63,8 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--passphrase", default=None, help="default: settings.network_passphrase")
     parser.add_argument("--liquidity", default="1000000", help="LP liquidity in token units")
     parser.add_argument("--borrowers", type=int, default=3)
-    parser.add_argument("--borrower-tokens", default="100000",
-                        help="tokens (units) each borrower holds for guarantees")
+    parser.add_argument(
+        "--borrower-tokens",
+        default="100000",
+        help="tokens (units) each borrower holds for guarantees",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     settings = get_settings()

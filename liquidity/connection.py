@@ -68,7 +68,9 @@ def connect_redis(
         raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS are exclusive")
     if cluster:
         return RedisCluster.from_url(
-            url, decode_responses=True, max_connections=max_connections,
+            url,
+            decode_responses=True,
+            max_connections=max_connections,
             socket_timeout=SOCKET_TIMEOUT,
         )
     if sentinels:

@@ -47,8 +47,13 @@ def reserve_result(
     if kind == "reserved":
         a, e, h, f, replayed = rest.split("|")
         return Reserved.model_construct(
-            kind="reserved", loan_id=loan_id, amount=int(a), expires_at_ms=int(e),
-            hold_until_ms=int(h), fence=int(f), replayed=replayed == "1",
+            kind="reserved",
+            loan_id=loan_id,
+            amount=int(a),
+            expires_at_ms=int(e),
+            hold_until_ms=int(h),
+            fence=int(f),
+            replayed=replayed == "1",
         )
     if kind == "insufficient":
         available = int(rest) - buffer
@@ -87,28 +92,48 @@ def pool_status(pool_id: str, reply: Sequence[Any], *, buffer: int) -> PoolStatu
     chain_available, pending_i, reserved_i = _int(chain), _int(pending), _int(reserved)
     available = chain_available - pending_i - reserved_i - buffer
     return PoolStatus(
-        pool_id=pool_id, known=known == "1", frozen=frozen == "1",
-        frozen_reason=_opt_str(reason), snapshot_ledger=_int(ledger), total=_int(total),
-        locked=_int(locked), chain_available=chain_available, pending_commits=pending_i,
-        reserved=reserved_i, safety_buffer=buffer, available=available,
-        active_reservations=int(n), overcommit=max(0, -available),
+        pool_id=pool_id,
+        known=known == "1",
+        frozen=frozen == "1",
+        frozen_reason=_opt_str(reason),
+        snapshot_ledger=_int(ledger),
+        total=_int(total),
+        locked=_int(locked),
+        chain_available=chain_available,
+        pending_commits=pending_i,
+        reserved=reserved_i,
+        safety_buffer=buffer,
+        available=available,
+        active_reservations=int(n),
+        overcommit=max(0, -available),
     )
 
 
 def reservation(loan_id: str, record: str) -> Reservation:
     amount, expires, hold, fence, created, borrower = record.split("|", 5)
     return Reservation(
-        loan_id=loan_id, borrower=borrower, amount=int(amount), expires_at_ms=int(expires),
-        hold_until_ms=int(hold), fence=int(fence), created_at_ms=int(created),
+        loan_id=loan_id,
+        borrower=borrower,
+        amount=int(amount),
+        expires_at_ms=int(expires),
+        hold_until_ms=int(hold),
+        fence=int(fence),
+        created_at_ms=int(created),
     )
 
 
 def audit_entry(entry_id: str, f: Mapping[str, str]) -> AuditEntry:
     return AuditEntry(
-        id=entry_id, action=f["action"], loan_id=_opt_str(f.get("loan")),
-        amount=_opt_int(f.get("amount")), reserved_before=_opt_int(f.get("rb")),
-        reserved_after=_opt_int(f.get("ra")), reason=_opt_str(f.get("reason")),
-        alarm=f.get("alarm") == "1", at_ms=int(f["at"]), ledger=_opt_int(f.get("ledger")),
+        id=entry_id,
+        action=f["action"],
+        loan_id=_opt_str(f.get("loan")),
+        amount=_opt_int(f.get("amount")),
+        reserved_before=_opt_int(f.get("rb")),
+        reserved_after=_opt_int(f.get("ra")),
+        reason=_opt_str(f.get("reason")),
+        alarm=f.get("alarm") == "1",
+        at_ms=int(f["at"]),
+        ledger=_opt_int(f.get("ledger")),
     )
 
 
@@ -123,7 +148,12 @@ def blocked_entry(entry_id: str, f: Mapping[str, str]) -> BlockedEntry:
     elif f["reason"] == "borrower_limit_exceeded":
         available = int(f["x2"]) + required - int(f["x1"])
     return BlockedEntry(
-        id=entry_id, loan_id=f["loan"], borrower=f["borrower"], reason=f["reason"],
-        required=required, available=available,
-        shortage=None if available is None else required - available, at_ms=int(f["at"]),
+        id=entry_id,
+        loan_id=f["loan"],
+        borrower=f["borrower"],
+        reason=f["reason"],
+        required=required,
+        available=available,
+        shortage=None if available is None else required - available,
+        at_ms=int(f["at"]),
     )

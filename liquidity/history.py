@@ -37,11 +37,17 @@ class LiquidityHistory:
 
     async def record(self, status: PoolStatus) -> None:
         key = self.key(status.pool_id)
-        entry_id: str = await self._redis.xadd(key, {
-            "total": status.total, "locked": status.locked, "reserved": status.reserved,
-            "available": status.available, "pending": status.pending_commits,
-            "frozen": int(status.frozen),
-        })
+        entry_id: str = await self._redis.xadd(
+            key,
+            {
+                "total": status.total,
+                "locked": status.locked,
+                "reserved": status.reserved,
+                "available": status.available,
+                "pending": status.pending_commits,
+                "frozen": int(status.frozen),
+            },
+        )
         now_ms = int(str(entry_id).split("-")[0])
         await self._redis.xtrim(key, minid=str(now_ms - self._window_ms), approximate=False)
 
@@ -50,9 +56,12 @@ class LiquidityHistory:
         rows = await self._redis.xrevrange(self.key(pool_id), count=limit)
         return [
             HistoryPoint(
-                at_ms=int(str(entry_id).split("-")[0]), total=int(f["total"]),
-                locked=int(f["locked"]), reserved=int(f["reserved"]),
-                available=int(f["available"]), pending=int(f["pending"]),
+                at_ms=int(str(entry_id).split("-")[0]),
+                total=int(f["total"]),
+                locked=int(f["locked"]),
+                reserved=int(f["reserved"]),
+                available=int(f["available"]),
+                pending=int(f["pending"]),
                 frozen=f["frozen"] == "1",
             )
             for entry_id, f in reversed(rows or [])

@@ -23,8 +23,16 @@ class PoolKeys:
     def ordered(self) -> list[str]:
         """The KEYS array every script expects, in the order _lib.lua reads it."""
         return [
-            self.state, self.res, self.exp, self.bexp, self.pend,
-            self.pamt, self.term, self.termx, self.audit, self.blocked,
+            self.state,
+            self.res,
+            self.exp,
+            self.bexp,
+            self.pend,
+            self.pamt,
+            self.term,
+            self.termx,
+            self.audit,
+            self.blocked,
         ]
 
 
@@ -33,7 +41,15 @@ def pool_keys(prefix: str, pool_id: str) -> PoolKeys:
         raise ValueError(f"pool id must be non-empty and free of braces: {pool_id!r}")
     base = f"{prefix}:{{{pool_id}}}:"
     return PoolKeys(
-        state=base + "state", res=base + "res", exp=base + "exp", bexp=base + "bexp",
-        pend=base + "pend", pamt=base + "pamt", term=base + "term", termx=base + "termx",
-        audit=base + "audit", blocked=base + "blocked", recon=base + "recon",
+        state=base + "state",
+        res=base + "res",
+        exp=base + "exp",
+        bexp=base + "bexp",
+        pend=base + "pend",
+        pamt=base + "pamt",
+        term=base + "term",
+        termx=base + "termx",
+        audit=base + "audit",
+        blocked=base + "blocked",
+        recon=base + "recon",
     )

@@ -180,8 +180,13 @@ class Ledger:
             raise ValueError("ttl_ms must be positive")
         keys = self._k(pool_id)
         args: list[Any] = [
-            _text("loan_id", loan_id), _text("borrower", borrower), amt, ttl_ms,
-            _nonneg("grace_ms", grace_ms), amount + self._buffer, limit - amount,
+            _text("loan_id", loan_id),
+            _text("borrower", borrower),
+            amt,
+            ttl_ms,
+            _nonneg("grace_ms", grace_ms),
+            amount + self._buffer,
+            limit - amount,
             self._retention,
         ]
         if self._check:
@@ -192,8 +197,9 @@ class Ledger:
                 # Never offer a grant a failover could lose: give it back (best effort; if this
                 # release is lost too, the reconciler releases the refused loan's orphan).
                 await self._run(
-                    self._scripts.release, keys, [loan_id, "not replica-acknowledged",
-                                                  self._retention],
+                    self._scripts.release,
+                    keys,
+                    [loan_id, "not replica-acknowledged", self._retention],
                 )
                 return UnknownPool(reason="not_replicated")
         return decode.reserve_result(
@@ -219,14 +225,16 @@ class Ledger:
         """The chain settled the loan at `ledger`; counted as a pending commit until a snapshot
         at or after that ledger arrives (never twice, never zero times)."""
         reply = await self._mutate(
-            self._scripts.commit, self._k(pool_id),
+            self._scripts.commit,
+            self._k(pool_id),
             [_text("loan_id", loan_id), _nonneg("ledger", ledger), self._retention],
         )
         return decode.commit_result(reply)
 
     async def release(self, pool_id: str, loan_id: str, *, reason: str) -> ReleaseResult:
         reply = await self._mutate(
-            self._scripts.release, self._k(pool_id),
+            self._scripts.release,
+            self._k(pool_id),
             [_text("loan_id", loan_id), _reason(reason), self._retention],
         )
         return decode.release_result(reply)
@@ -262,9 +270,11 @@ class Ledger:
         another id, the restore may be lost: the pool is made unknown again, LedgerFailover."""
         keys = self._k(pool_id)
         args: list[Any] = [
-            _nonneg("ledger", ledger), _amount("total", total, allow_zero=True),
+            _nonneg("ledger", ledger),
+            _amount("total", total, allow_zero=True),
             _amount("locked", locked, allow_zero=True),
-            _amount("available", available, allow_zero=True), "1" if establish else "0",
+            _amount("available", available, allow_zero=True),
+            "1" if establish else "0",
         ]
         if not (self._check and establish):
             reply = await self._mutate(self._scripts.snapshot, keys, args)
@@ -294,10 +304,14 @@ class Ledger:
         if hold_until_ms < expires_at_ms:
             raise ValueError("hold_until_ms must not precede expires_at_ms")
         reply = await self._mutate(
-            self._scripts.restore, self._k(pool_id),
+            self._scripts.restore,
+            self._k(pool_id),
             [
-                _text("loan_id", loan_id), _text("borrower", borrower), _amount("amount", amount),
-                _nonneg("expires_at_ms", expires_at_ms), _nonneg("hold_until_ms", hold_until_ms),
+                _text("loan_id", loan_id),
+                _text("borrower", borrower),
+                _amount("amount", amount),
+                _nonneg("expires_at_ms", expires_at_ms),
+                _nonneg("hold_until_ms", hold_until_ms),
             ],
         )
         return decode.restore_result(reply, buffer=self._buffer)
@@ -358,4 +372,3 @@ class Ledger:
     async def forget_pool(self, pool_id: str) -> None:
         """Deletes every ledger key of the pool (tests, ops); the pool becomes unknown."""
         await self._redis.delete(*self.keys(pool_id).ordered())
-

@@ -17,8 +17,16 @@ from liquidity.connection import RedisClient
 _DIR = Path(__file__).parent / "scripts"
 
 NAMES = (
-    "reserve", "commit", "release", "sweep", "snapshot", "restore", "freeze", "status",
-    "reservations", "suspect",
+    "reserve",
+    "commit",
+    "release",
+    "sweep",
+    "snapshot",
+    "restore",
+    "freeze",
+    "status",
+    "reservations",
+    "suspect",
 )
 
 
@@ -48,7 +56,6 @@ class Script:
         except NoScriptError:
             self.sha = await self._redis.script_load(self._text)
             return await self._redis.evalsha(self.sha, len(keys), *keys, packed)
-
 
     async def call_then(
         self, keys: Sequence[str | bytes], args: Sequence[Any], follow: Sequence[Any]

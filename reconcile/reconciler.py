@@ -227,9 +227,15 @@ class Reconciler:
         stats = await self._chain.pool_stats(pool_id)
         figures = ChainFigures.of(stats)
         report = PoolReport(
-            pool_id=pool_id, run_id=run_id, at_ms=int(self._clock() * 1000), chain=figures,
+            pool_id=pool_id,
+            run_id=run_id,
+            at_ms=int(self._clock() * 1000),
+            chain=figures,
             previous_ledger=previous.chain.ledger if previous else None,
-            reserved=0, active_reservations=0, overcommit=0, frozen=False,
+            reserved=0,
+            active_reservations=0,
+            overcommit=0,
+            frozen=False,
         )
         known = before.known and not await self._ledger.lost_writes_suspected(pool_id)
         if known:
@@ -257,8 +263,13 @@ class Reconciler:
         self, pool_id: str, f: ChainFigures, *, establish: bool, epoch: str | None = None
     ) -> None:
         await self._ledger.apply_snapshot(
-            pool_id, ledger=f.ledger, total=f.total, locked=f.locked, available=f.available,
-            establish=establish, epoch=epoch,
+            pool_id,
+            ledger=f.ledger,
+            total=f.total,
+            locked=f.locked,
+            available=f.available,
+            establish=establish,
+            epoch=epoch,
         )
 
     async def _restore(self, pool_id: str) -> list[str]:
@@ -273,8 +284,12 @@ class Reconciler:
             await self._remap(pool_id, loan)
             expires_ms = loan.expires_at * 1000 + 999
             result = await self._ledger.restore(
-                pool_id, loan.loan_id, borrower=loan.borrower, amount=loan.amount,
-                expires_at_ms=expires_ms, hold_until_ms=expires_ms + self._grace_ms,
+                pool_id,
+                loan.loan_id,
+                borrower=loan.borrower,
+                amount=loan.amount,
+                expires_at_ms=expires_ms,
+                hold_until_ms=expires_ms + self._grace_ms,
             )
             if result.outcome == "restored":
                 restored.append(loan.loan_id)
@@ -291,8 +306,12 @@ class Reconciler:
 
         reservations = await self._ledger.reservations(pool_id, limit=10_000)
         await asyncio.gather(*(check(r.loan_id) for r in reservations))
-        for found in (report.orphans_released, report.orphans_committed, report.committed,
-                      report.undetermined):
+        for found in (
+            report.orphans_released,
+            report.orphans_committed,
+            report.committed,
+            report.undetermined,
+        ):
             found.sort()
 
     async def _check_one(self, pool_id: str, loan_id: str, report: PoolReport) -> None:
@@ -325,8 +344,12 @@ class Reconciler:
         the project's own funding as external."""
         if loan.tx_hash and loan.expires_at is not None:
             await self._tx_index.remap(
-                TxRef(tx_hash=loan.tx_hash, loan_id=loan.loan_id, pool_id=pool_id,
-                      expires_at=loan.expires_at)
+                TxRef(
+                    tx_hash=loan.tx_hash,
+                    loan_id=loan.loan_id,
+                    pool_id=pool_id,
+                    expires_at=loan.expires_at,
+                )
             )
 
     async def _landed(self, info: LoanInfo | None) -> int | None:
@@ -341,7 +364,9 @@ class Reconciler:
         cursor: str | None = None
         while True:
             page = await self._chain.events(
-                contract_ids, start_ledger=None if cursor else start, cursor=cursor,
+                contract_ids,
+                start_ledger=None if cursor else start,
+                cursor=cursor,
                 limit=EVENT_PAGE,
             )
             found.extend(e for e in page.events if e.ledger <= end)
@@ -357,9 +382,11 @@ class Reconciler:
         complete = now.ledger - prev.ledger <= self._window
         if not complete:
             start = now.ledger - self._window + 1
-        events = await self._events([pool_id, creditline_id], start, now.ledger) if (
-            start <= now.ledger
-        ) else []
+        events = (
+            await self._events([pool_id, creditline_id], start, now.ledger)
+            if (start <= now.ledger)
+            else []
+        )
         ours: list[Funding] = []
         external: list[Funding] = []
         repaid = interest = deposited = withdrawn = 0
@@ -370,7 +397,9 @@ class Reconciler:
             if event.name == "LQFUND" and ints:
                 ref = await self._tx_index.lookup(event.tx_hash)
                 funding = Funding(
-                    tx_hash=event.tx_hash, ledger=event.ledger, amount=ints[0],
+                    tx_hash=event.tx_hash,
+                    ledger=event.ledger,
+                    amount=ints[0],
                     loan_id=ref.loan_id if ref and ref.pool_id == pool_id else None,
                 )
                 (ours if funding.loan_id else external).append(funding)
@@ -386,10 +415,19 @@ class Reconciler:
         locked_delta = now.locked - prev.locked
         total_delta = now.total - prev.total
         return Explanation(
-            from_ledger=prev.ledger, to_ledger=now.ledger, events_complete=complete,
-            locked_delta=locked_delta, total_delta=total_delta, funded_ours=funded_ours,
-            funded_external=funded_external, repaid=repaid, interest=interest,
-            deposited=deposited, withdrawn=withdrawn, ours=ours, external=external,
+            from_ledger=prev.ledger,
+            to_ledger=now.ledger,
+            events_complete=complete,
+            locked_delta=locked_delta,
+            total_delta=total_delta,
+            funded_ours=funded_ours,
+            funded_external=funded_external,
+            repaid=repaid,
+            interest=interest,
+            deposited=deposited,
+            withdrawn=withdrawn,
+            ours=ours,
+            external=external,
             unexplained_locked=locked_delta - (funded_ours + funded_external - repaid),
             unexplained_total=total_delta - (deposited - withdrawn + interest),
         )

@@ -53,19 +53,26 @@ def registrations(clients: Clients) -> tuple[list[type], list[Callable[..., Any]
     if settings.loan_journal_shards > 0:
         workflows.append(LoanJournalWorkflow)
         journal = functools.partial(
-            TemporalLoanJournal, task_queue=settings.task_queue,
+            TemporalLoanJournal,
+            task_queue=settings.task_queue,
             shards=settings.loan_journal_shards,
         )
     loan_activities = LoanActivities(
-        settings=settings, ledger=clients.ledger, chain=clients.chain,
-        tx_index=clients.tx_index, journal=journal,
+        settings=settings,
+        ledger=clients.ledger,
+        chain=clients.chain,
+        tx_index=clients.tx_index,
+        journal=journal,
     )
     activities: list[Callable[..., Any]] = list(loan_activities.all())  # type: ignore[arg-type]
 
     workflows.append(ReconcileWorkflow)
     reconcile_activities = ReconcileActivities(
-        settings=clients.settings, ledger=clients.ledger, chain=clients.chain,
-        tx_index=clients.tx_index, reports=clients.reports,
+        settings=clients.settings,
+        ledger=clients.ledger,
+        chain=clients.chain,
+        tx_index=clients.tx_index,
+        reports=clients.reports,
         directory=functools.partial(TemporalLoanDirectory, journal=journal),
     )
     activities += reconcile_activities.all()  # type: ignore[arg-type]

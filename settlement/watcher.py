@@ -139,9 +139,7 @@ class SettlementWatcher:
             raise
         WATCHER_LEADER.set(1 if active else 0)
         if active != self._active:
-            log.info(
-                "watcher %s is %s", self._lease.holder, "active" if active else "standing by"
-            )
+            log.info("watcher %s is %s", self._lease.holder, "active" if active else "standing by")
             self._active = active
         return active
 
@@ -205,7 +203,10 @@ class SettlementWatcher:
             "the RPC no longer serves the events of ledgers %d..%d (it keeps %d onwards): "
             "resuming from ledger %d; loans settled in them are found by their own check at "
             "expiry and by the reconciler",
-            start, oldest - 1, oldest, oldest,
+            start,
+            oldest - 1,
+            oldest,
+            oldest,
         )
         self.ledgers_skipped += oldest - start
 
@@ -302,7 +303,8 @@ class SettlementWatcher:
             else:
                 WATCHER_SETTLEMENTS.labels("failed").inc()
                 log.info(
-                    "funding transaction of loan %s failed on chain: %s", ref.loan_id,
+                    "funding transaction of loan %s failed on chain: %s",
+                    ref.loan_id,
                     status.reason,
                     extra=extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=tx_hash),
                 )
@@ -333,13 +335,19 @@ class SettlementWatcher:
         result = await self._ledger.commit(ref.pool_id, ref.loan_id, ledger=signal.ledger)
         ids = extra(loan_id=ref.loan_id, pool_id=ref.pool_id, tx_hash=signal.tx_hash)
         if result.outcome in ("committed", "already_committed"):
-            log.info("loan %s settled in ledger %d (%s)", ref.loan_id, signal.ledger,
-                     result.outcome, extra=ids)
+            log.info(
+                "loan %s settled in ledger %d (%s)",
+                ref.loan_id,
+                signal.ledger,
+                result.outcome,
+                extra=ids,
+            )
             if result.outcome == "committed":
                 WATCHER_SETTLEMENTS.labels("settled").inc()
         else:
-            log.warning("settlement of loan %s: ledger says %s", ref.loan_id, result.outcome,
-                        extra=ids)
+            log.warning(
+                "settlement of loan %s: ledger says %s", ref.loan_id, result.outcome, extra=ids
+            )
             WATCHER_SETTLEMENTS.labels(
                 "late" if result.outcome == "late_commit" else "unknown"
             ).inc()

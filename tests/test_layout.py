@@ -8,8 +8,17 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ["core", "chain", "liquidity", "reconcile", "activities", "workflows", "settlement",
-           "api", "runtime"]
+PRODUCT = [
+    "core",
+    "chain",
+    "liquidity",
+    "reconcile",
+    "activities",
+    "workflows",
+    "settlement",
+    "api",
+    "runtime",
+]
 PACKAGES = [*PRODUCT, "devnet"]
 DOMAIN = ["core", "chain", "liquidity", "reconcile"]
 
@@ -84,6 +93,9 @@ def test_domain_packages_know_no_temporal_nor_http() -> None:
 def test_entry_points_hold_only_main() -> None:
     for entry in ("worker.py", "watcher.py"):
         tree = ast.parse((ROOT / entry).read_text())
-        defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef
-                                                         | ast.ClassDef)]
+        defined = [
+            n.name
+            for n in tree.body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        ]
         assert defined == ["main"], f"{entry} defines {defined}"

@@ -57,8 +57,11 @@ async def ledger_knows(env: dict[str, str], pool_id: str) -> bool:
 
 def main() -> int:
     env = dict(os.environ)
-    rc = asyncio.run(register_search_attributes(env["TEMPORAL_ADDRESS"],
-                                                env.get("TEMPORAL_NAMESPACE", "default"), 180))
+    rc = asyncio.run(
+        register_search_attributes(
+            env["TEMPORAL_ADDRESS"], env.get("TEMPORAL_NAMESPACE", "default"), 180
+        )
+    )
     if rc:
         return rc
     env["NETWORK_PASSPHRASE"] = wait_for_rpc(env["RPC_URL"])
@@ -79,19 +82,24 @@ def main() -> int:
         figures = asyncio.run(stack.establish_pool(env, pool_id))
         print(f"ledger: pool {pool_id} established at ledger {figures['ledger']}")
     kept = stack.read_env() if stack.ENV_FILE.exists() else {}
-    secrets = {k: kept[k] for k in ("ADMIN_TOKEN", "JWT_SECRET", "SEP10_SIGNING_SECRET",
-                                    "SEP10_SIGNING_KEY") if kept.get(k)}
+    secrets = {
+        k: kept[k]
+        for k in ("ADMIN_TOKEN", "JWT_SECRET", "SEP10_SIGNING_SECRET", "SEP10_SIGNING_KEY")
+        if kept.get(k)
+    }
     if len(secrets) < 4:
         secrets = {k: v for k, v in stack.generated_secrets().items() if k != "DEV_STACK"}
     keys = {k: kept[k] for k in ("PLATFORM_API_KEY", "OPERATOR_API_KEY") if kept.get(k)}
     if len(keys) < 2:
         keys = stack.create_stack_keys(env)
-    stack.write_env({
-        "POOLS": json.dumps({pool_id: chain["creditline_id"]}),
-        "NETWORK_PASSPHRASE": env["NETWORK_PASSPHRASE"],
-        **secrets,
-        **keys,
-    })
+    stack.write_env(
+        {
+            "POOLS": json.dumps({pool_id: chain["creditline_id"]}),
+            "NETWORK_PASSPHRASE": env["NETWORK_PASSPHRASE"],
+            **secrets,
+            **keys,
+        }
+    )
     print(f"wrote {stack.ENV_FILE}")
     return 0
 

@@ -51,8 +51,13 @@ class Demo:
     """`http` is the platform backend (it sends the platform's key); `wallet` is the borrowers'
     wallets (no key: each request carries its borrower's SEP-10 token)."""
 
-    def __init__(self, http: httpx.AsyncClient, wallet: httpx.AsyncClient, env: dict[str, str],
-                 chain: dict[str, Any]):
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        wallet: httpx.AsyncClient,
+        env: dict[str, str],
+        chain: dict[str, Any],
+    ):
         self.http = http
         self.wallet = wallet
         self.operator = bearer(env["OPERATOR_API_KEY"])
@@ -75,10 +80,12 @@ class Demo:
         guarantee = funded // 4  # 20 % of the total: above the 10 % guarantee policy
         total = funded + guarantee
         body: dict[str, Any] = {
-            "pool_id": self.pool_id, "borrower": borrower, "vendor": self.vendor,
-            "total_amount": format_stroops(total), "guarantee_amount": format_stroops(guarantee),
-            "repayment_schedule": [{"amount": format_stroops(total),
-                                    "due_date": self._due_date()}],
+            "pool_id": self.pool_id,
+            "borrower": borrower,
+            "vendor": self.vendor,
+            "total_amount": format_stroops(total),
+            "guarantee_amount": format_stroops(guarantee),
+            "repayment_schedule": [{"amount": format_stroops(total), "due_date": self._due_date()}],
             "loan_type": 0,
         }
         if ttl is not None:
@@ -91,14 +98,27 @@ class Demo:
         figures: dict[str, Any] = resp.json()
         return figures
 
-    async def request(self, label: str, borrower: dict[str, str], funded: int,
-                      ttl: int | None = None, key: str | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        label: str,
+        borrower: dict[str, str],
+        funded: int,
+        ttl: int | None = None,
+        key: str | None = None,
+    ) -> dict[str, Any]:
         key = key or f"demo-{uuid.uuid4()}"
         body = self.body(borrower["public"], funded, ttl)
         resp = await self.http.post("/v1/loans", json=body, headers={"Idempotency-Key": key})
-        row = {"label": label, "key": key, "body": body, "borrower": borrower,
-               "status": resp.status_code, "reply": resp.json(), "funded": funded,
-               "replayed": resp.headers.get("Idempotent-Replayed") == "true"}
+        row = {
+            "label": label,
+            "key": key,
+            "body": body,
+            "borrower": borrower,
+            "status": resp.status_code,
+            "reply": resp.json(),
+            "funded": funded,
+            "replayed": resp.headers.get("Idempotent-Replayed") == "true",
+        }
         self.rows.append(row)
         return row
 
@@ -107,13 +127,17 @@ class Demo:
         reply = row["reply"]
         if row["status"] == 201:
             expires = time.localtime(reply["funding"]["expires_at"])
-            return (f"201 reserved {reply['reserved_amount']:>8}  loan {reply['loan_id'][:8]}  "
-                    f"expires {time.strftime('%H:%M:%S', expires)}")
+            return (
+                f"201 reserved {reply['reserved_amount']:>8}  loan {reply['loan_id'][:8]}  "
+                f"expires {time.strftime('%H:%M:%S', expires)}"
+            )
         err = reply["error"]
         d = err["details"]
         if err["code"] == "insufficient_liquidity":
-            return (f"{row['status']} {err['code']}: required {d['required']}, "
-                    f"available {d['available']}, shortage {d['shortage']}")
+            return (
+                f"{row['status']} {err['code']}: required {d['required']}, "
+                f"available {d['available']}, shortage {d['shortage']}"
+            )
         return f"{row['status']} {err['code']}: {err['message']}"
 
     async def wallet_token(self, borrower: dict[str, str]) -> str:
@@ -125,10 +149,16 @@ class Demo:
         fields = dict(line.split("=", 1) for line in toml.splitlines() if "=" in line)
         signing_key = fields["SIGNING_KEY"].strip().strip('"')
         endpoint = fields["WEB_AUTH_ENDPOINT"].strip().strip('"')
-        challenge = (await self.wallet.get("/v1/auth", params={"account": borrower["public"]})
-                     ).json()["transaction"]
-        read_challenge_transaction(challenge, signing_key, self.home_domain,
-                                   endpoint.split("://", 1)[1].split("/", 1)[0], self.passphrase)
+        challenge = (
+            await self.wallet.get("/v1/auth", params={"account": borrower["public"]})
+        ).json()["transaction"]
+        read_challenge_transaction(
+            challenge,
+            signing_key,
+            self.home_domain,
+            endpoint.split("://", 1)[1].split("/", 1)[0],
+            self.passphrase,
+        )
         envelope = TransactionEnvelope.from_xdr(challenge, self.passphrase)
         envelope.sign(Keypair.from_secret(borrower["secret"]))
         resp = await self.wallet.post("/v1/auth", json={"transaction": envelope.to_xdr()})
@@ -139,12 +169,21 @@ class Demo:
     async def submit(self, row: dict[str, Any]) -> None:
         funding = row["reply"]["funding"]
         token = await self.wallet_token(row["borrower"])
-        signed = sign_envelope(funding["xdr"], row["borrower"]["secret"], self.passphrase,
-                               expected_hash=funding["tx_hash"])
-        resp = await self.wallet.post(f"/v1/loans/{row['reply']['loan_id']}/submit",
-                                      json={"signed_xdr": signed}, headers=bearer(token))
-        say(f"  {row['label']}: the borrower signed in (SEP-10), signed and submitted with its "
-            f"token -> {resp.status_code} {resp.json().get('state', resp.json())}")
+        signed = sign_envelope(
+            funding["xdr"],
+            row["borrower"]["secret"],
+            self.passphrase,
+            expected_hash=funding["tx_hash"],
+        )
+        resp = await self.wallet.post(
+            f"/v1/loans/{row['reply']['loan_id']}/submit",
+            json={"signed_xdr": signed},
+            headers=bearer(token),
+        )
+        say(
+            f"  {row['label']}: the borrower signed in (SEP-10), signed and submitted with its "
+            f"token -> {resp.status_code} {resp.json().get('state', resp.json())}"
+        )
 
     async def state(self, loan_id: str) -> dict[str, Any]:
         view: dict[str, Any] = (await self.http.get(f"/v1/loans/{loan_id}")).json()
@@ -172,31 +211,42 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 async def story(demo: Demo) -> int:
     before = await demo.liquidity()
     available = to_stroops(before["available"], allow_zero=True)
-    say(f"Pool {demo.pool_id}\n  before: available {before['available']}, reserved "
-        f"{before['reserved']}, locked {before['locked']}")
+    say(
+        f"Pool {demo.pool_id}\n  before: available {before['available']}, reserved "
+        f"{before['reserved']}, locked {before['locked']}"
+    )
     listing = await demo.wallet.get(f"/v1/pools/{demo.pool_id}/reservations")
-    say(f"\n0) A stranger with no credential lists the pool's reservations: {listing.status_code} "
-        f"{listing.json()['error']['code']}")
+    say(
+        f"\n0) A stranger with no credential lists the pool's reservations: {listing.status_code} "
+        f"{listing.json()['error']['code']}"
+    )
     if available < 10 * 10_000_000:
         say("The pool has less than 10 units available; restart `make run` for a fresh pool.")
         return 1
     funded = available // 4
     b = demo.borrowers
 
-    say(f"\n1) A loan nobody will sign: {format_stroops(funded)} funded, reservation of "
-        f"{SHORT_TTL} s")
+    say(
+        f"\n1) A loan nobody will sign: {format_stroops(funded)} funded, reservation of "
+        f"{SHORT_TTL} s"
+    )
     lonely = await demo.request("L1 (left to expire)", b[0], funded, ttl=SHORT_TTL)
     say(f"  {demo.describe(lonely)}")
 
-    say(f"\n2) {BURST} concurrent requests of {format_stroops(funded)} each; room for "
-        f"{(available - funded) // funded}:")
-    burst = await asyncio.gather(*[
-        demo.request(f"B{i + 1}", b[(i + 1) % len(b)], funded) for i in range(BURST)])
+    say(
+        f"\n2) {BURST} concurrent requests of {format_stroops(funded)} each; room for "
+        f"{(available - funded) // funded}:"
+    )
+    burst = await asyncio.gather(
+        *[demo.request(f"B{i + 1}", b[(i + 1) % len(b)], funded) for i in range(BURST)]
+    )
     for row in burst:
         say(f"  {row['label']}: {demo.describe(row)}")
     mid = await demo.liquidity()
-    say(f"  pool now: reserved {mid['reserved']}, available {mid['available']} "
-        "(never negative: the ledger reserves atomically)")
+    say(
+        f"  pool now: reserved {mid['reserved']}, available {mid['available']} "
+        "(never negative: the ledger reserves atomically)"
+    )
 
     granted = [r for r in burst if r["status"] == 201]
     refused = [r for r in burst if r["status"] != 201]
@@ -205,17 +255,25 @@ async def story(demo: Demo) -> int:
         return 1
 
     say("\n3) The same request again with the same Idempotency-Key:")
-    again = await demo.http.post("/v1/loans", json=granted[0]["body"],
-                                 headers={"Idempotency-Key": granted[0]["key"]})
-    say(f"  {again.status_code}, Idempotent-Replayed: {again.headers.get('Idempotent-Replayed')}"
-        f", same loan: {again.json().get('loan_id') == granted[0]['reply']['loan_id']}")
-    tampered = sign_envelope(granted[0]["reply"]["funding"]["xdr"], b[1]["secret"]
-                             if granted[0]["borrower"] is b[0] else b[0]["secret"],
-                             demo.passphrase)
-    resp = await demo.http.post(f"/v1/loans/{granted[0]['reply']['loan_id']}/submit",
-                                json={"signed_xdr": tampered})
-    say(f"  an envelope signed by someone else: {resp.status_code} "
-        f"{resp.json()['error']['code']} ({resp.json()['error']['details'].get('reason')})")
+    again = await demo.http.post(
+        "/v1/loans", json=granted[0]["body"], headers={"Idempotency-Key": granted[0]["key"]}
+    )
+    say(
+        f"  {again.status_code}, Idempotent-Replayed: {again.headers.get('Idempotent-Replayed')}"
+        f", same loan: {again.json().get('loan_id') == granted[0]['reply']['loan_id']}"
+    )
+    tampered = sign_envelope(
+        granted[0]["reply"]["funding"]["xdr"],
+        b[1]["secret"] if granted[0]["borrower"] is b[0] else b[0]["secret"],
+        demo.passphrase,
+    )
+    resp = await demo.http.post(
+        f"/v1/loans/{granted[0]['reply']['loan_id']}/submit", json={"signed_xdr": tampered}
+    )
+    say(
+        f"  an envelope signed by someone else: {resp.status_code} "
+        f"{resp.json()['error']['code']} ({resp.json()['error']['details'].get('reason')})"
+    )
 
     say("\n4) Two borrowers sign and submit; one cancels:")
     # A Stellar account has one sequence number: two open loans of one borrower were built on
@@ -226,29 +284,41 @@ async def story(demo: Demo) -> int:
     await demo.submit(first)
     await demo.submit(second)
     cancel_url = f"/v1/loans/{cancel['reply']['loan_id']}/cancel"
-    intruder = first["borrower"] if first["borrower"] is not cancel["borrower"] else (
-        second["borrower"])
-    resp = await demo.wallet.post(cancel_url, json={"reason": "not mine"},
-                                  headers=bearer(await demo.wallet_token(intruder)))
-    say(f"  {cancel['label']}: another borrower's token tries to cancel it -> {resp.status_code} "
-        f"{resp.json()['error']['code']}")
-    resp = await demo.wallet.post(cancel_url, json={"reason": "borrower changed their mind"},
-                                  headers=bearer(await demo.wallet_token(cancel["borrower"])))
+    intruder = (
+        first["borrower"] if first["borrower"] is not cancel["borrower"] else (second["borrower"])
+    )
+    resp = await demo.wallet.post(
+        cancel_url, json={"reason": "not mine"}, headers=bearer(await demo.wallet_token(intruder))
+    )
+    say(
+        f"  {cancel['label']}: another borrower's token tries to cancel it -> {resp.status_code} "
+        f"{resp.json()['error']['code']}"
+    )
+    resp = await demo.wallet.post(
+        cancel_url,
+        json={"reason": "borrower changed their mind"},
+        headers=bearer(await demo.wallet_token(cancel["borrower"])),
+    )
     say(f"  {cancel['label']}: its borrower cancels it with its own token -> {resp.status_code}")
 
-    wanted = {first["reply"]["loan_id"]: {"funded", "failed"},
-              second["reply"]["loan_id"]: {"funded", "failed"},
-              cancel["reply"]["loan_id"]: {"cancelled"}}
+    wanted = {
+        first["reply"]["loan_id"]: {"funded", "failed"},
+        second["reply"]["loan_id"]: {"funded", "failed"},
+        cancel["reply"]["loan_id"]: {"cancelled"},
+    }
     if lonely["status"] == 201:
         wanted[lonely["reply"]["loan_id"]] = {"expired"}
-    say(f"\n   waiting for settlement on chain and for L1's reservation to expire "
-        f"(~{SHORT_TTL} s + a grace of a few ledgers) ...")
+    say(
+        f"\n   waiting for settlement on chain and for L1's reservation to expire "
+        f"(~{SHORT_TTL} s + a grace of a few ledgers) ..."
+    )
     await demo.wait_all(wanted, limit_s=SHORT_TTL + 60)
 
     if refused:
         say("\n5) A refused request, retried now that released funds are back:")
-        retry = await demo.request(f"{refused[0]['label']} retry", refused[0]["borrower"],
-                                   refused[0]["funded"])
+        retry = await demo.request(
+            f"{refused[0]['label']} retry", refused[0]["borrower"], refused[0]["funded"]
+        )
         say(f"  {retry['label']}: {demo.describe(retry)}")
 
     after = await demo.liquidity()
@@ -256,33 +326,69 @@ async def story(demo: Demo) -> int:
     rows = []
     for row in demo.rows:
         loan_id = row["reply"].get("loan_id") or row["reply"].get("error", {}).get(
-            "details", {}).get("loan_id", "")
+            "details", {}
+        ).get("loan_id", "")
         state = (await demo.state(loan_id))["state"] if loan_id else "-"
         detail = ""
         if row["status"] != 201:
             err = row["reply"]["error"]
-            detail = err["code"] + (f" (shortage {err['details']['shortage']})"
-                                    if "shortage" in err["details"] else "")
-        rows.append([row["label"], row["borrower"]["public"][:6] + "…",
-                     format_stroops(row["funded"]), str(row["status"]), state, detail])
+            detail = err["code"] + (
+                f" (shortage {err['details']['shortage']})" if "shortage" in err["details"] else ""
+            )
+        rows.append(
+            [
+                row["label"],
+                row["borrower"]["public"][:6] + "…",
+                format_stroops(row["funded"]),
+                str(row["status"]),
+                state,
+                detail,
+            ]
+        )
     say(table(["request", "borrower", "funded", "HTTP", "state now", "refusal"], rows))
     say("\nPool figures")
     keys = ["total", "locked", "reserved", "available", "active_reservations"]
-    say(table(["", *keys], [["before", *(str(before[k]) for k in keys)],
-                            ["after", *(str(after[k]) for k in keys)]]))
-    blocked = (await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5",
-                                   headers=demo.operator)).json()
-    say("\nRefusals recorded in the blocked stream (GET /v1/pools/{id}/blocked, newest first, "
-        "with the operator's key)")
-    say(table(["loan", "reason", "required", "available", "shortage"],
-              [[e["loan_id"][:8], e["reason"], e["required"], str(e["available"]),
-                str(e["shortage"])] for e in blocked["entries"]]))
+    say(
+        table(
+            ["", *keys],
+            [
+                ["before", *(str(before[k]) for k in keys)],
+                ["after", *(str(after[k]) for k in keys)],
+            ],
+        )
+    )
+    blocked = (
+        await demo.http.get(f"/v1/pools/{demo.pool_id}/blocked?count=5", headers=demo.operator)
+    ).json()
+    say(
+        "\nRefusals recorded in the blocked stream (GET /v1/pools/{id}/blocked, newest first, "
+        "with the operator's key)"
+    )
+    say(
+        table(
+            ["loan", "reason", "required", "available", "shortage"],
+            [
+                [
+                    e["loan_id"][:8],
+                    e["reason"],
+                    e["required"],
+                    str(e["available"]),
+                    str(e["shortage"]),
+                ]
+                for e in blocked["entries"]
+            ],
+        )
+    )
     say("Browse the loans in the Temporal UI, filtered by LoanState (see `make run`'s banner).")
 
     # Tidy up: a borrower holds one open funding transaction at a time, so a loan left reserved
     # would decline that demo borrower's next request in another `make demo` run.
-    open_loans = [row["reply"]["loan_id"] for row in demo.rows if row["status"] == 201
-                  and (await demo.state(row["reply"]["loan_id"]))["state"] == "reserved"]
+    open_loans = [
+        row["reply"]["loan_id"]
+        for row in demo.rows
+        if row["status"] == 201
+        and (await demo.state(row["reply"]["loan_id"]))["state"] == "reserved"
+    ]
     for loan_id in open_loans:
         await demo.http.post(f"/v1/loans/{loan_id}/cancel", json={"reason": "end of the demo"})
     if open_loans:
@@ -301,9 +407,12 @@ async def main() -> int:
     if "PLATFORM_API_KEY" not in env:
         say("No PLATFORM_API_KEY in .run/stack.env: restart `make run` (it creates the keys).")
         return 1
-    async with httpx.AsyncClient(base_url=base_url, timeout=30,
-                                 headers=bearer(env["PLATFORM_API_KEY"])) as http, \
-            httpx.AsyncClient(base_url=base_url, timeout=30) as wallet:
+    async with (
+        httpx.AsyncClient(
+            base_url=base_url, timeout=30, headers=bearer(env["PLATFORM_API_KEY"])
+        ) as http,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as wallet,
+    ):
         try:
             ready = await http.get("/readyz")
         except httpx.HTTPError:

@@ -26,9 +26,13 @@ POLLER_FRESH_S = 60
 async def worker_polling() -> bool:
     settings = get_settings()
     client = await temporal_client(settings)
-    reply = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    reply = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(name=settings.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
     now = time.time()
     return any(now - p.last_access_time.seconds < POLLER_FRESH_S for p in reply.pollers)
 
@@ -41,8 +45,9 @@ async def deps_answer() -> bool:
     finally:
         await redis.aclose()
     async with httpx.AsyncClient(timeout=5) as http:
-        reply = await http.post(settings.rpc_url,
-                                json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"})
+        reply = await http.post(
+            settings.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}
+        )
     return bool(reply.json()["result"]["status"] == "healthy")
 
 

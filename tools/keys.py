@@ -22,13 +22,19 @@ from core.settings import Settings
 from runtime.clients import redis_client
 
 
-async def create_key(settings: Settings, name: str, scopes: Sequence[str], *,
-                     rate_per_minute: int | None = None,
-                     max_unsigned: int | None = None) -> tuple[ApiKey, str]:
+async def create_key(
+    settings: Settings,
+    name: str,
+    scopes: Sequence[str],
+    *,
+    rate_per_minute: int | None = None,
+    max_unsigned: int | None = None,
+) -> tuple[ApiKey, str]:
     client = redis_client(settings)
     try:
         return await ApiKeyStore.of(settings, client).create(
-            name, scopes, rate_per_minute=rate_per_minute, max_unsigned=max_unsigned)
+            name, scopes, rate_per_minute=rate_per_minute, max_unsigned=max_unsigned
+        )
     finally:
         await client.aclose()
 
@@ -40,9 +46,13 @@ def _when(ms: int | None) -> str:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "create":
         try:
-            key, token = await create_key(settings, args.name, args.scopes.split(","),
-                                          rate_per_minute=args.rate_per_minute,
-                                          max_unsigned=args.max_unsigned)
+            key, token = await create_key(
+                settings,
+                args.name,
+                args.scopes.split(","),
+                rate_per_minute=args.rate_per_minute,
+                max_unsigned=args.max_unsigned,
+            )
         except UnknownScope as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -56,8 +66,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             keys = await store.list()
             print(f"{'id':16}  {'created (UTC)':19}  {'revoked (UTC)':19}  scopes / name")
             for k in keys:
-                print(f"{k.id:16}  {_when(k.created_ms):19}  {_when(k.revoked_ms):19}  "
-                      f"{' '.join(k.scopes)} / {k.name}")
+                print(
+                    f"{k.id:16}  {_when(k.created_ms):19}  {_when(k.revoked_ms):19}  "
+                    f"{' '.join(k.scopes)} / {k.name}"
+                )
             return 0
         revoked = await store.revoke(args.key_id)
         if revoked is None:
@@ -70,16 +82,27 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.keys", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.keys",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--name", required=True)
     create.add_argument("--scopes", required=True, help=f"comma-separated: {','.join(SCOPES)}")
-    create.add_argument("--rate-per-minute", type=int, default=None,
-                        help="POST /v1/loans per minute for this key (default: the setting)")
-    create.add_argument("--max-unsigned", type=int, default=None,
-                        help="open unsigned reservations for this key (default: the setting)")
+    create.add_argument(
+        "--rate-per-minute",
+        type=int,
+        default=None,
+        help="POST /v1/loans per minute for this key (default: the setting)",
+    )
+    create.add_argument(
+        "--max-unsigned",
+        type=int,
+        default=None,
+        help="open unsigned reservations for this key (default: the setting)",
+    )
     sub.add_parser("list", help="every key (never a secret)")
     revoke = sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")

@@ -71,36 +71,54 @@ class Supervisor:
     log_dir: Path
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str],
-              cwd: Path | None = None) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
+    ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")  # handed to the child, closed below
         # A JSON line like every line the processes write (they log JSON), so a log reader
         # never meets a line it cannot parse.
-        header = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": "INFO",
-                  "logger": "stack", "process": name, "message": "started", "argv": list(argv)}
+        header = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "level": "INFO",
+            "logger": "stack",
+            "process": name,
+            "message": "started",
+            "argv": list(argv),
+        }
         log.write((json.dumps(header) + "\n").encode())
         log.flush()
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         log.close()
         child = Child(name, proc, log_path)
         self.children.append(child)
         return child
 
-    def wait_until(self, child: Child, ready: Callable[[], bool], timeout: float,
-                   what: str) -> None:
+    def wait_until(
+        self, child: Child, ready: Callable[[], bool], timeout: float, what: str
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not child.alive():
-                raise RuntimeError(f"{child.name} exited (code {child.proc.returncode}) "
-                                   f"before {what}; last log lines:\n{child.tail()}")
+                raise RuntimeError(
+                    f"{child.name} exited (code {child.proc.returncode}) "
+                    f"before {what}; last log lines:\n{child.tail()}"
+                )
             if ready():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"{child.name} did not get {what} within {timeout:.0f}s; "
-                           f"log: {child.log_path}\n{child.tail()}")
+        raise RuntimeError(
+            f"{child.name} did not get {what} within {timeout:.0f}s; "
+            f"log: {child.log_path}\n{child.tail()}"
+        )
 
     def first_dead(self) -> Child | None:
         return next((c for c in self.children if not c.alive()), None)

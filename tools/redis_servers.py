@@ -100,8 +100,20 @@ def start_server(workdir: Path, port: int, *extra: str, config: str | None = Non
     if config is not None:
         args.append(config)
     args += [
-        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-        "--appendonly", "no", "--daemonize", "no", "--logfile", str(workdir / "redis.log"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(workdir / "redis.log"),
         *extra,
     ]
     if "--sentinel" not in extra:
@@ -150,9 +162,14 @@ def start_cluster(root: Path, masters: int = 3) -> Cluster:
             node_dir = (root / f"node-{port}").resolve()
             cluster.servers.append(
                 start_server(
-                    node_dir, port, "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-node-timeout", "5000",
+                    node_dir,
+                    port,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node_dir / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
                 )
             )
         per = 16384 // masters
@@ -279,8 +296,11 @@ def start_sentinel_group(
         reps: list[Server] = []
         for i in range(replicas):
             rep = start_server(
-                (root / f"replica-{i}").resolve(), free_port(),
-                "--replicaof", "127.0.0.1", str(primary.port),
+                (root / f"replica-{i}").resolve(),
+                free_port(),
+                "--replicaof",
+                "127.0.0.1",
+                str(primary.port),
             )
             started.append(rep)
             reps.append(rep)
@@ -307,9 +327,7 @@ def start_sentinel_group(
         group = SentinelGroup(service=service, primary=primary, replicas=reps, sentinels=sents)
         deadline = time.monotonic() + 20
         while True:  # every sentinel knows the replicas and the other sentinels
-            ok = all(
-                _sentinel_counts(s.port, service) == (replicas, sentinels - 1) for s in sents
-            )
+            ok = all(_sentinel_counts(s.port, service) == (replicas, sentinels - 1) for s in sents)
             if ok:
                 return group
             if time.monotonic() > deadline:

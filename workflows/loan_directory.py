@@ -33,7 +33,10 @@ _CONTRACT_ID = re.compile(r"^[A-Z0-9]{1,128}$")
 
 class TemporalLoanDirectory:
     def __init__(
-        self, client: Client, *, query_timeout: timedelta = QUERY_TIMEOUT,
+        self,
+        client: Client,
+        *,
+        query_timeout: timedelta = QUERY_TIMEOUT,
         journal: Callable[[Client], TemporalLoanJournal] | None = None,
     ) -> None:
         """`journal`: the open-loan journal's factory (workflows/loan_journal.py); with it, a
@@ -79,9 +82,11 @@ class TemporalLoanDirectory:
             state = attrs.get(LOAN_STATE)
             loans.append(
                 LoanInfo(
-                    loan_id=loan_id, open=True,
+                    loan_id=loan_id,
+                    open=True,
                     state=LoanState(state) if state else None,
-                    borrower=attrs.get(BORROWER), amount=attrs.get(AMOUNT_STROOPS) or 0,
+                    borrower=attrs.get(BORROWER),
+                    amount=attrs.get(AMOUNT_STROOPS) or 0,
                     expires_at=int(expires.timestamp()) if expires else None,
                 )
             )
@@ -92,8 +97,12 @@ class TemporalLoanDirectory:
             listed = {loan.loan_id for loan in loans}
             now_ms = int(time.time() * 1000)
             missing = sorted(
-                {e.loan_id for e in await self._journal.entries(pool_id)
-                 if e.hold_until_ms + KEEP_PAST_HOLD_MS >= now_ms} - listed
+                {
+                    e.loan_id
+                    for e in await self._journal.entries(pool_id)
+                    if e.hold_until_ms + KEEP_PAST_HOLD_MS >= now_ms
+                }
+                - listed
             )
             for info in await asyncio.gather(*(self.lookup(loan_id) for loan_id in missing)):
                 if info is not None and info.open:
@@ -111,7 +120,10 @@ def _info(loan_id: str, open_: bool, view: LoanView | None) -> LoanInfo:
     if view is None:
         return LoanInfo(loan_id=loan_id, open=open_)
     return LoanInfo(
-        loan_id=loan_id, open=open_, state=view.state, borrower=view.borrower,
+        loan_id=loan_id,
+        open=open_,
+        state=view.state,
+        borrower=view.borrower,
         amount=view.reserved_amount,
         expires_at=view.funding.expires_at if view.funding else None,
         tx_hash=view.funding.tx_hash if view.funding else None,

@@ -76,8 +76,9 @@ class LoanJournalWorkflow:
 
     def _prune(self) -> None:
         now_ms = int(workflow.now().timestamp() * 1000)
-        for loan_id in [k for k, e in self._entries.items()
-                        if e.hold_until_ms + KEEP_PAST_HOLD_MS < now_ms]:
+        for loan_id in [
+            k for k, e in self._entries.items() if e.hold_until_ms + KEEP_PAST_HOLD_MS < now_ms
+        ]:
             del self._entries[loan_id]
 
     @workflow.signal

@@ -47,6 +47,7 @@ class TemporalLoanJournal:
     async def entries(self, pool_id: str) -> list[JournalEntry]:
         """Every shard's entries of the pool. A shard that was never started has none; any other
         failure raises: a restore must not go on without the journal."""
+
         async def one(shard: int) -> list[JournalEntry]:
             handle = self._client.get_workflow_handle(journal_id(self._task_queue, shard))
             try:

@@ -22,7 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from reconcile.reconciler import PoolReport
 
 _RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
 _POOL_TIMEOUT = timedelta(minutes=2)
@@ -44,7 +45,8 @@ class ReconcileWorkflow:
     async def run(self, request: ReconcileRequest) -> ReconcileRun:
         result = ReconcileRun(started_at=workflow.now())
         configured = await workflow.execute_activity_method(
-            ReconcileActivities.pools, start_to_close_timeout=timedelta(seconds=10),
+            ReconcileActivities.pools,
+            start_to_close_timeout=timedelta(seconds=10),
             retry_policy=_RETRY,
         )
         wanted = configured

@@ -64,7 +64,10 @@ async def ensure_reconcile_schedule(client: Client, settings: Settings) -> str:
 
 
 async def reconcile_now(
-    client: Client, settings: Settings, *, pool_ids: list[str] | None = None,
+    client: Client,
+    settings: Settings,
+    *,
+    pool_ids: list[str] | None = None,
     run_timeout: timedelta = timedelta(minutes=5),
 ) -> ReconcileRun:
     """Run a reconciliation now and wait for its result."""

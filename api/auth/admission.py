@@ -52,8 +52,9 @@ class Admission:
         tag = f"{self._prefix}:q:{{{who}}}"
         return f"{tag}:rate", f"{tag}:open"
 
-    async def admit(self, who: str, loan_id: str, *, rate_per_minute: int, cap: int,
-                    hold_until_ms: int) -> Verdict:
+    async def admit(
+        self, who: str, loan_id: str, *, rate_per_minute: int, cap: int, hold_until_ms: int
+    ) -> Verdict:
         """`who` names the principal ("key:<id>" or "account:<G...>")."""
         args = (rate_per_minute, WINDOW_MS, cap, loan_id, hold_until_ms, secrets.token_hex(6))
         kind, value = await self._script(self._keys(who), args)

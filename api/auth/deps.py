@@ -26,16 +26,24 @@ if TYPE_CHECKING:
 Credentials = HTTPAuthorizationCredentials | None
 
 api_key_scheme = HTTPBearer(
-    scheme_name="ApiKey", bearerFormat="lsk_<id>_<secret>", auto_error=False,
+    scheme_name="ApiKey",
+    bearerFormat="lsk_<id>_<secret>",
+    auto_error=False,
     description="Platform and operator API keys (`python -m tools.keys create`); scopes "
-                "loans:write, loans:read, pools:read, operator.")
+    "loans:write, loans:read, pools:read, operator.",
+)
 sep10_scheme = HTTPBearer(
-    scheme_name="Sep10Token", bearerFormat="JWT", auto_error=False,
+    scheme_name="Sep10Token",
+    bearerFormat="JWT",
+    auto_error=False,
     description="A borrower wallet's SEP-10 session token (GET then POST /v1/auth); acts "
-                "only on the account's own loans.")
+    "only on the account's own loans.",
+)
 admin_scheme = HTTPBearer(
-    scheme_name="AdminToken", auto_error=False,
-    description="The bootstrap operator credential (ADMIN_TOKEN): scope operator only.")
+    scheme_name="AdminToken",
+    auto_error=False,
+    description="The bootstrap operator credential (ADMIN_TOKEN): scope operator only.",
+)
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -51,8 +59,12 @@ def forbidden(scope: str | None, message: str | None = None) -> ApiError:
     on a loan that is not its own learns nothing about it, not even whether it exists)."""
     if scope is None:
         return ApiError(403, "forbidden", message or "this credential may not do that")
-    return ApiError(403, "forbidden", message or f"this credential lacks the scope `{scope}`",
-                    {"required_scope": scope})
+    return ApiError(
+        403,
+        "forbidden",
+        message or f"this credential lacks the scope `{scope}`",
+        {"required_scope": scope},
+    )
 
 
 def _services(request: Request) -> Services:
@@ -76,8 +88,9 @@ async def resolve(svc: Services, token: str) -> Principal:
             return Principal("account", svc.tokens.verify(text))
         except InvalidToken as exc:
             raise unauthenticated(str(exc), invalid=True) from exc
-    raise unauthenticated("the bearer credential is neither an API key nor a SEP-10 token",
-                          invalid=True)
+    raise unauthenticated(
+        "the bearer credential is neither an API key nor a SEP-10 token", invalid=True
+    )
 
 
 async def _principal(request: Request, creds: Credentials) -> Principal:
@@ -120,8 +133,7 @@ async def pool_reader(
     if _services(request).settings.public_liquidity:
         return None
     principal = await _principal(request, key or token)
-    if principal.kind != "account" and not (principal.has(POOLS_READ)
-                                            or principal.has(OPERATOR)):
+    if principal.kind != "account" and not (principal.has(POOLS_READ) or principal.has(OPERATOR)):
         raise forbidden(POOLS_READ)
     return principal
 

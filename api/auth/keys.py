@@ -46,8 +46,13 @@ class ApiKey:
         return self.revoked_ms is None
 
     def principal(self) -> Principal:
-        return Principal("key", self.id, frozenset(self.scopes),
-                         rate_per_minute=self.rate_per_minute, max_unsigned=self.max_unsigned)
+        return Principal(
+            "key",
+            self.id,
+            frozenset(self.scopes),
+            rate_per_minute=self.rate_per_minute,
+            max_unsigned=self.max_unsigned,
+        )
 
 
 def looks_like_key(token: str) -> bool:
@@ -89,19 +94,35 @@ class ApiKeyStore:
     def _index(self) -> str:
         return f"{self._prefix}:auth:keys"
 
-    async def create(self, name: str, scopes: Iterable[str], *, rate_per_minute: int | None = None,
-                     max_unsigned: int | None = None) -> tuple[ApiKey, str]:
+    async def create(
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        rate_per_minute: int | None = None,
+        max_unsigned: int | None = None,
+    ) -> tuple[ApiKey, str]:
         """The new key and its token; the token exists only in this return value."""
         checked = check_scopes(scopes)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        record = ApiKey(key_id, name, checked, int(time.time() * 1000),
-                        rate_per_minute=rate_per_minute, max_unsigned=max_unsigned)
+        record = ApiKey(
+            key_id,
+            name,
+            checked,
+            int(time.time() * 1000),
+            rate_per_minute=rate_per_minute,
+            max_unsigned=max_unsigned,
+        )
         fields: dict[Any, Any] = {
-            "name": name, "scopes": " ".join(checked), "digest": _digest(secret),
-            "created_ms": str(record.created_ms), "revoked_ms": "",
+            "name": name,
+            "scopes": " ".join(checked),
+            "digest": _digest(secret),
+            "created_ms": str(record.created_ms),
+            "revoked_ms": "",
             "rate_per_minute": "" if rate_per_minute is None else str(rate_per_minute),
-            "max_unsigned": "" if max_unsigned is None else str(max_unsigned)}
+            "max_unsigned": "" if max_unsigned is None else str(max_unsigned),
+        }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._key(key_id), mapping=fields)
             pipe.sadd(self._index, key_id)
@@ -110,9 +131,15 @@ class ApiKeyStore:
 
     @staticmethod
     def _record(key_id: str, raw: dict[str, str]) -> ApiKey:
-        return ApiKey(key_id, raw.get("name", ""), tuple(raw.get("scopes", "").split()),
-                      int(raw.get("created_ms") or 0), _opt_int(raw.get("revoked_ms")),
-                      _opt_int(raw.get("rate_per_minute")), _opt_int(raw.get("max_unsigned")))
+        return ApiKey(
+            key_id,
+            raw.get("name", ""),
+            tuple(raw.get("scopes", "").split()),
+            int(raw.get("created_ms") or 0),
+            _opt_int(raw.get("revoked_ms")),
+            _opt_int(raw.get("rate_per_minute")),
+            _opt_int(raw.get("max_unsigned")),
+        )
 
     async def authenticate(self, token: str) -> ApiKey | None:
         """The active key this token names, or None (malformed, unknown, wrong secret, revoked).

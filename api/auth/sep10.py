@@ -39,9 +39,17 @@ class Verified:
 
 
 class Sep10:
-    def __init__(self, redis: RedisClient, *, prefix: str, signing_secret: str,
-                 home_domain: str, web_auth_domain: str, network_passphrase: str,
-                 challenge_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        *,
+        prefix: str,
+        signing_secret: str,
+        home_domain: str,
+        web_auth_domain: str,
+        network_passphrase: str,
+        challenge_ttl_seconds: int,
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._secret = signing_secret
@@ -59,19 +67,25 @@ class Sep10:
 
     async def challenge(self, account: str) -> str:
         if not StrKey.is_valid_ed25519_public_key(account):
-            raise ChallengeRefused("invalid_account",
-                                   "account must be a Stellar account id (G..., 56 characters)")
+            raise ChallengeRefused(
+                "invalid_account", "account must be a Stellar account id (G..., 56 characters)"
+            )
         xdr = build_challenge_transaction(
-            self._secret, account, self.home_domain, self.web_auth_domain,
-            self.network_passphrase, timeout=self.challenge_ttl_seconds)
-        await self._redis.set(self._key(self._hash(xdr)), account,
-                              ex=self.challenge_ttl_seconds + 5)
+            self._secret,
+            account,
+            self.home_domain,
+            self.web_auth_domain,
+            self.network_passphrase,
+            timeout=self.challenge_ttl_seconds,
+        )
+        await self._redis.set(
+            self._key(self._hash(xdr)), account, ex=self.challenge_ttl_seconds + 5
+        )
         return xdr
 
     async def verify(self, signed_xdr: str) -> Verified:
         """The account that signed a challenge this server issued, consuming the challenge."""
-        args = (self.signing_key, self.home_domain, self.web_auth_domain,
-                self.network_passphrase)
+        args = (self.signing_key, self.home_domain, self.web_auth_domain, self.network_passphrase)
         try:
             read = read_challenge_transaction(signed_xdr, *args)
         except Exception as exc:  # the helpers raise ValueError, XDR and SEP-10 errors alike
@@ -83,9 +97,10 @@ class Sep10:
         challenge_hash = self._hash(signed_xdr)  # over the transaction, not its signatures
         consumed = await self._redis.delete(self._key(challenge_hash))
         if not consumed:
-            raise ChallengeRefused("challenge_used",
-                                   "this challenge was already used or has expired; "
-                                   "ask for a new one (GET /v1/auth)")
+            raise ChallengeRefused(
+                "challenge_used",
+                "this challenge was already used or has expired; ask for a new one (GET /v1/auth)",
+            )
         return Verified(read.client_account_id, challenge_hash)
 
 

@@ -30,9 +30,9 @@ def problems(settings: Settings) -> list[str]:
         found.append(f"ADMIN_TOKEN is empty, a default or shorter than {MIN_SECRET_LENGTH}")
     jwt_secret = settings.jwt_secret
     if jwt_secret.strip().lower() in KNOWN_DEFAULTS or len(jwt_secret.encode()) < (
-            MIN_JWT_SECRET_BYTES):
-        found.append(f"JWT_SECRET is empty, a default or shorter than {MIN_JWT_SECRET_BYTES} "
-                     "bytes")
+        MIN_JWT_SECRET_BYTES
+    ):
+        found.append(f"JWT_SECRET is empty, a default or shorter than {MIN_JWT_SECRET_BYTES} bytes")
     try:
         Keypair.from_secret(settings.sep10_signing_secret)
     except Exception:
@@ -43,11 +43,15 @@ def problems(settings: Settings) -> list[str]:
 def dev_fill(settings: Settings) -> None:
     """For the dev stack only: random stand-ins for the missing secrets, set in place (valid
     for this process only: a token issued by one API process is refused by another)."""
-    if settings.admin_token.strip().lower() in KNOWN_DEFAULTS or len(
-            settings.admin_token) < MIN_SECRET_LENGTH:
+    if (
+        settings.admin_token.strip().lower() in KNOWN_DEFAULTS
+        or len(settings.admin_token) < MIN_SECRET_LENGTH
+    ):
         settings.admin_token = secrets.token_urlsafe(24)
-    if settings.jwt_secret.strip().lower() in KNOWN_DEFAULTS or len(
-            settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+    if (
+        settings.jwt_secret.strip().lower() in KNOWN_DEFAULTS
+        or len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES
+    ):
         settings.jwt_secret = secrets.token_urlsafe(48)
     try:
         Keypair.from_secret(settings.sep10_signing_secret)
@@ -66,8 +70,10 @@ def check_secrets(settings: Settings) -> None:
         dev_fill(settings)
         return
     raise InsecureSecrets(
-        "refusing to start with guessable secrets: " + "; ".join(found)
+        "refusing to start with guessable secrets: "
+        + "; ".join(found)
         + ". Set them in the environment (or .run/stack.env), e.g. ADMIN_TOKEN and JWT_SECRET "
         "from `python -c 'import secrets; print(secrets.token_urlsafe(48))'` and "
         "SEP10_SIGNING_SECRET from `python -c 'from stellar_sdk import Keypair; "
-        "print(Keypair.random().secret)'`; or DEV_STACK=true for a local dev stack.")
+        "print(Keypair.random().secret)'`; or DEV_STACK=true for a local dev stack."
+    )

@@ -35,8 +35,13 @@ class SessionTokens:
     def verify(self, token: str) -> str:
         """The account (`sub`) of a valid token."""
         try:
-            claims = jwt.decode(token, self.secret, algorithms=[ALGORITHM], issuer=self.issuer,
-                                options={"require": ["iss", "sub", "iat", "exp", "jti"]})
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                options={"require": ["iss", "sub", "iat", "exp", "jti"]},
+            )
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("the token has expired; authenticate again (GET /v1/auth)") from exc
         except jwt.InvalidTokenError as exc:

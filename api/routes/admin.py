@@ -12,9 +12,7 @@ from api.schemas import ErrorOut, FreezeOut, FreezeRequest, PoolLiquidity
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 422)
-}
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (401, 403, 404, 422)}
 
 
 @router.post("/pools/{pool_id}/freeze", response_model=FreezeOut, responses=ERRORS)
@@ -26,8 +24,7 @@ async def freeze(_: AdminDep, pool_id: str, body: FreezeRequest, svc: ServicesDe
 
 
 @router.post("/pools/{pool_id}/unfreeze", response_model=FreezeOut, responses=ERRORS)
-async def unfreeze(_: AdminDep, pool_id: str, body: FreezeRequest,
-                   svc: ServicesDep) -> FreezeOut:
+async def unfreeze(_: AdminDep, pool_id: str, body: FreezeRequest, svc: ServicesDep) -> FreezeOut:
     known_pool(svc, pool_id)
     await svc.ledger.unfreeze(pool_id, reason=body.reason)
     status = await svc.ledger.status(pool_id)

@@ -30,13 +30,16 @@ class ChallengeOut(BaseModel):
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transaction: str = Field(min_length=1, max_length=MAX_XDR,
-                             description="the challenge, signed by the account")
+    transaction: str = Field(
+        min_length=1, max_length=MAX_XDR, description="the challenge, signed by the account"
+    )
 
 
 class TokenOut(BaseModel):
-    token: str = Field(description="a short-lived JWT; `sub` is the account. Send it as "
-                                   "Authorization: Bearer <token>")
+    token: str = Field(
+        description="a short-lived JWT; `sub` is the account. Send it as "
+        "Authorization: Bearer <token>"
+    )
 
 
 def _refused(exc: ChallengeRefused) -> ApiError:
@@ -44,12 +47,17 @@ def _refused(exc: ChallengeRefused) -> ApiError:
     return ApiError(400, code, exc.message, {"reason": exc.reason})
 
 
-@router.get("/v1/auth", response_model=ChallengeOut, responses=ERRORS,
-            summary="SEP-10: a challenge transaction for the account to sign")
+@router.get(
+    "/v1/auth",
+    response_model=ChallengeOut,
+    responses=ERRORS,
+    summary="SEP-10: a challenge transaction for the account to sign",
+)
 async def challenge(
     svc: ServicesDep,
-    account: Annotated[str, Query(min_length=1, max_length=69,
-                                  description="the Stellar account (G...)")],
+    account: Annotated[
+        str, Query(min_length=1, max_length=69, description="the Stellar account (G...)")
+    ],
 ) -> ChallengeOut:
     try:
         xdr = await svc.sep10.challenge(account)
@@ -58,8 +66,12 @@ async def challenge(
     return ChallengeOut(transaction=xdr, network_passphrase=svc.settings.network_passphrase)
 
 
-@router.post("/v1/auth", response_model=TokenOut, responses=ERRORS,
-             summary="SEP-10: exchange the signed challenge for a session token")
+@router.post(
+    "/v1/auth",
+    response_model=TokenOut,
+    responses=ERRORS,
+    summary="SEP-10: exchange the signed challenge for a session token",
+)
 async def token(svc: ServicesDep, body: TokenIn) -> TokenOut:
     try:
         verified = await svc.sep10.verify(body.transaction)
@@ -73,8 +85,11 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@router.get("/.well-known/stellar.toml", response_class=PlainTextResponse,
-            summary="SEP-1: SIGNING_KEY, WEB_AUTH_ENDPOINT, NETWORK_PASSPHRASE")
+@router.get(
+    "/.well-known/stellar.toml",
+    response_class=PlainTextResponse,
+    summary="SEP-1: SIGNING_KEY, WEB_AUTH_ENDPOINT, NETWORK_PASSPHRASE",
+)
 async def stellar_toml(svc: ServicesDep) -> PlainTextResponse:
     lines = [
         f"NETWORK_PASSPHRASE={_toml_string(svc.settings.network_passphrase)}",
@@ -82,5 +97,8 @@ async def stellar_toml(svc: ServicesDep) -> PlainTextResponse:
         f"WEB_AUTH_ENDPOINT={_toml_string(web_auth_endpoint(svc.settings))}",
     ]
     # SEP-1: served with CORS open to every origin, so browser wallets can read it.
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain",
-                             headers={"Access-Control-Allow-Origin": "*"})
+    return PlainTextResponse(
+        "\n".join(lines) + "\n",
+        media_type="text/plain",
+        headers={"Access-Control-Allow-Origin": "*"},
+    )

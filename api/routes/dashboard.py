@@ -35,8 +35,10 @@ READ_TIMEOUT_S = 5.0
 BLOCKED_TAIL = 10
 AUDIT_TAIL = 20
 # The page may only talk to its own origin and loads nothing: offline by construction.
-CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-       "connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 class HistoryOut(BaseModel):
@@ -65,18 +67,25 @@ class DashboardOut(BaseModel):
 
 @page_router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard_page() -> HTMLResponse:
-    return HTMLResponse(PAGE.read_text(), headers={
-        "Content-Security-Policy": CSP, "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-    })
+    return HTMLResponse(
+        PAGE.read_text(),
+        headers={
+            "Content-Security-Policy": CSP,
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 async def _board(svc: Services, pool_id: str) -> PoolBoard:
     ledger = svc.ledger
     history = liquidity_history(svc.settings, svc.redis)
     status, reservations, blocked, audit, report, points = await asyncio.gather(
-        ledger.status(pool_id), ledger.reservations(pool_id),
-        ledger.blocked(pool_id, count=BLOCKED_TAIL), ledger.audit(pool_id, count=AUDIT_TAIL),
+        ledger.status(pool_id),
+        ledger.reservations(pool_id),
+        ledger.blocked(pool_id, count=BLOCKED_TAIL),
+        ledger.audit(pool_id, count=AUDIT_TAIL),
         svc.reports.latest(pool_id),
         history.points(pool_id),
     )
@@ -88,26 +97,40 @@ async def _board(svc: Services, pool_id: str) -> PoolBoard:
         audit=[AuditOut.of(a) for a in audit],
         reconciliation=ReconciliationOut.of(report) if report else None,
         history=[
-            HistoryOut(at_ms=p.at_ms, total=format_stroops(p.total),
-                       locked=format_stroops(p.locked), reserved=format_stroops(p.reserved),
-                       available=format_stroops(p.available))
+            HistoryOut(
+                at_ms=p.at_ms,
+                total=format_stroops(p.total),
+                locked=format_stroops(p.locked),
+                reserved=format_stroops(p.reserved),
+                available=format_stroops(p.available),
+            )
             for p in points
         ],
     )
 
 
-@data_router.get("/dashboard", response_model=DashboardOut,
-                 responses={s: {"model": ErrorOut} for s in (401, 403, 503)})
+@data_router.get(
+    "/dashboard",
+    response_model=DashboardOut,
+    responses={s: {"model": ErrorOut} for s in (401, 403, 503)},
+)
 async def dashboard_data(svc: ServicesDep, _: OperatorDep) -> Any:
     """Everything the dashboard shows, for every configured pool (operator credential)."""
     pools = sorted(svc.settings.pools)
     try:
         boards = await asyncio.wait_for(
-            asyncio.gather(*(_board(svc, p) for p in pools)), timeout=READ_TIMEOUT_S)
+            asyncio.gather(*(_board(svc, p) for p in pools)), timeout=READ_TIMEOUT_S
+        )
     except (RedisError, OSError, TimeoutError) as exc:
-        raise ApiError(503, "ledger_unavailable",
-                       "the reservation ledger (Redis) did not answer",
-                       {"reason": type(exc).__name__}, {"Retry-After": "5"}) from exc
-    return DashboardOut(now_ms=int(time.time() * 1000),
-                        history_window_seconds=svc.settings.history_window_seconds,
-                        pools=list(boards))
+        raise ApiError(
+            503,
+            "ledger_unavailable",
+            "the reservation ledger (Redis) did not answer",
+            {"reason": type(exc).__name__},
+            {"Retry-After": "5"},
+        ) from exc
+    return DashboardOut(
+        now_ms=int(time.time() * 1000),
+        history_window_seconds=svc.settings.history_window_seconds,
+        pools=list(boards),
+    )

@@ -39,7 +39,9 @@ async def _temporal(svc: Services) -> None:
 async def readyz(svc: ServicesDep) -> JSONResponse:
     names = ("temporal", "redis", "chain")
     results = await asyncio.gather(
-        _check(_temporal(svc)), _check(svc.redis.ping()), _check(svc.chain.latest_ledger()),
+        _check(_temporal(svc)),
+        _check(svc.redis.ping()),
+        _check(svc.chain.latest_ledger()),
     )
     checks = dict(zip(names, results, strict=True))
     ok = all(v == "ok" for v in checks.values())

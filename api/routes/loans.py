@@ -71,8 +71,11 @@ def loan_id_for(idempotency_key: str, caller: Principal | None = None) -> str:
     """Platform keys share one key space (a rotated key retrying a request meets the loan the
     old key opened); a borrower's wallet has its own, so no wallet can collide with, or learn
     the loan id of, a request of someone else."""
-    scoped = idempotency_key if caller is None or caller.account is None else (
-        f"account:{caller.account}:{idempotency_key}")
+    scoped = (
+        idempotency_key
+        if caller is None or caller.account is None
+        else (f"account:{caller.account}:{idempotency_key}")
+    )
     return str(uuid.uuid5(LOAN_ID_NAMESPACE, scoped))
 
 
@@ -81,19 +84,29 @@ def require_idempotency_key(
 ) -> str:
     """Resolved before the body is validated, so a missing key is always a 400."""
     if idempotency_key is None or not idempotency_key.strip():
-        raise ApiError(400, "idempotency_key_required",
-                       "send an Idempotency-Key header (e.g. a fresh UUID per loan request)")
+        raise ApiError(
+            400,
+            "idempotency_key_required",
+            "send an Idempotency-Key header (e.g. a fresh UUID per loan request)",
+        )
     key = idempotency_key.strip()
     if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters")
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
+        )
     return key
 
 
 def _temporal_down(exc: Exception) -> ApiError:
-    return ApiError(503, "temporal_unavailable", "the saga engine did not answer; retry with "
-                    "the same Idempotency-Key", {"reason": type(exc).__name__},
-                    {"Retry-After": "2"})
+    return ApiError(
+        503,
+        "temporal_unavailable",
+        "the saga engine did not answer; retry with the same Idempotency-Key",
+        {"reason": type(exc).__name__},
+        {"Retry-After": "2"},
+    )
 
 
 def _valid_loan_id(loan_id: str) -> str:
@@ -111,8 +124,11 @@ async def _view_or_404(client: Client, loan_id: str) -> LoanView:
         raise _temporal_down(exc) from exc
     if view is None:
         raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id})
-    bind(loan_id=view.loan_id, pool_id=view.pool_id,
-         tx_hash=view.funding.tx_hash if view.funding else None)
+    bind(
+        loan_id=view.loan_id,
+        pool_id=view.pool_id,
+        tx_hash=view.funding.tx_hash if view.funding else None,
+    )
     return view
 
 
@@ -137,8 +153,11 @@ def _may_open(caller: Principal, svc: Services, body: LoanRequest) -> None:
         require_scope(caller, LOANS_WRITE)
         return
     if not svc.settings.wallet_opens_enabled:
-        raise forbidden(LOANS_WRITE, "borrower tokens may not open loans here (the platform "
-                        "opens them): this needs an API key with `loans:write`")
+        raise forbidden(
+            LOANS_WRITE,
+            "borrower tokens may not open loans here (the platform "
+            "opens them): this needs an API key with `loans:write`",
+        )
     if body.borrower != caller.account:
         raise forbidden(None, "a borrower token opens loans only for its own account")
 
@@ -148,8 +167,9 @@ def _refusal_response(refusal: LoanRefusal, headers: dict[str, str]) -> JSONResp
     details = {"loan_id": refusal.loan_id, **amounts_as_decimal(refusal.details)}
     if refusal.code == "pool_unknown":
         headers = {**headers, "Retry-After": "10"}
-    return JSONResponse(error_body(refusal.code, refusal.message, details), status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        error_body(refusal.code, refusal.message, details), status_code=status, headers=headers
+    )
 
 
 @router.post(
@@ -169,45 +189,73 @@ async def open_loan(
     _may_open(caller, svc, body)
     creditline = svc.settings.pools.get(body.pool_id)
     if creditline is None:
-        raise ApiError(422, "pool_not_found", "no such pool is configured",
-                       {"pool_id": body.pool_id})
+        raise ApiError(
+            422, "pool_not_found", "no such pool is configured", {"pool_id": body.pool_id}
+        )
     if body.ttl_seconds is not None and body.ttl_seconds > svc.settings.reservation_ttl_seconds:
-        raise ApiError(422, "validation_error", "ttl_seconds exceeds the server's maximum",
-                       {"max_ttl_seconds": svc.settings.reservation_ttl_seconds})
+        raise ApiError(
+            422,
+            "validation_error",
+            "ttl_seconds exceeds the server's maximum",
+            {"max_ttl_seconds": svc.settings.reservation_ttl_seconds},
+        )
 
     loan_id = loan_id_for(key, caller)
     bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
-    loan = LoanInput(loan_id=loan_id, pool_id=body.pool_id, creditline_id=creditline,
-                     terms=body.terms(), fingerprint=fingerprint, ttl_seconds=body.ttl_seconds)
-    hold_s = ((body.ttl_seconds or svc.settings.reservation_ttl_seconds)
-              + svc.settings.settlement_grace_seconds + OPEN_MARGIN_S)
+    loan = LoanInput(
+        loan_id=loan_id,
+        pool_id=body.pool_id,
+        creditline_id=creditline,
+        terms=body.terms(),
+        fingerprint=fingerprint,
+        ttl_seconds=body.ttl_seconds,
+    )
+    hold_s = (
+        (body.ttl_seconds or svc.settings.reservation_ttl_seconds)
+        + svc.settings.settlement_grace_seconds
+        + OPEN_MARGIN_S
+    )
     # Rate limits and unsigned caps of the key and the borrower: 429/409 before any reservation.
     counted = await svc.squatting.admit(client, caller, body.borrower, loan_id, hold_s)
     try:
         result = await loan_client.open_loan(
-            client, task_queue=svc.settings.task_queue, loan=loan,
+            client,
+            task_queue=svc.settings.task_queue,
+            loan=loan,
             request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
             idempotency_key=key,
         )
     except LoanClosed as exc:
         await svc.squatting.refused(loan_id, counted)
-        raise ApiError(409, "loan_closed", "this Idempotency-Key names a loan that has ended",
-                       {"loan_id": loan_id}) from exc
+        raise ApiError(
+            409,
+            "loan_closed",
+            "this Idempotency-Key names a loan that has ended",
+            {"loan_id": loan_id},
+        ) from exc
     except LoanOpenFailed as exc:
         await svc.squatting.refused(loan_id, counted)
-        raise ApiError(503, "loan_open_failed", "the loan could not be opened for an "
-                       "infrastructure reason; nothing is reserved. Retry with a new "
-                       "Idempotency-Key", {"loan_id": loan_id}) from exc
+        raise ApiError(
+            503,
+            "loan_open_failed",
+            "the loan could not be opened for an "
+            "infrastructure reason; nothing is reserved. Retry with a new "
+            "Idempotency-Key",
+            {"loan_id": loan_id},
+        ) from exc
     except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
         raise _temporal_down(exc) from exc
 
     if result.fingerprint != fingerprint:
         await svc.squatting.refused(loan_id, counted)  # the loan is another request's
-        raise ApiError(422, "idempotency_key_reused",
-                       "this Idempotency-Key was used with a different request body",
-                       {"loan_id": loan_id})
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+            {"loan_id": loan_id},
+        )
     headers = {"Location": f"/v1/loans/{loan_id}"}
     if result.request_nonce != nonce:
         headers["Idempotent-Replayed"] = "true"
@@ -231,18 +279,29 @@ def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
     try:
         envelope = decode_envelope(signed_xdr)
     except ValueError as exc:
-        raise ApiError(400, "xdr_mismatch", "signed_xdr is not a transaction envelope",
-                       {"reason": "malformed"}) from exc
+        raise ApiError(
+            400, "xdr_mismatch", "signed_xdr is not a transaction envelope", {"reason": "malformed"}
+        ) from exc
     tx_hash = envelope.hash(passphrase).hex()
     assert view.funding is not None
     if tx_hash != view.funding.tx_hash:
-        raise ApiError(400, "xdr_mismatch",
-                       "the envelope is not this loan's funding transaction",
-                       {"reason": "hash_differs", "expected_tx_hash": view.funding.tx_hash,
-                        "tx_hash": tx_hash})
+        raise ApiError(
+            400,
+            "xdr_mismatch",
+            "the envelope is not this loan's funding transaction",
+            {
+                "reason": "hash_differs",
+                "expected_tx_hash": view.funding.tx_hash,
+                "tx_hash": tx_hash,
+            },
+        )
     if not envelope.signed_by(view.borrower, passphrase):
-        raise ApiError(400, "xdr_mismatch", "the envelope carries no valid borrower signature",
-                       {"reason": "not_signed_by_borrower", "borrower": view.borrower})
+        raise ApiError(
+            400,
+            "xdr_mismatch",
+            "the envelope carries no valid borrower signature",
+            {"reason": "not_signed_by_borrower", "borrower": view.borrower},
+        )
     return tx_hash
 
 
@@ -262,10 +321,16 @@ async def submit_loan(
 ) -> JSONResponse:
     view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.funding is None or view.state not in (
-        LoanState.RESERVED, LoanState.SUBMITTED, LoanState.FUNDED
+        LoanState.RESERVED,
+        LoanState.SUBMITTED,
+        LoanState.FUNDED,
     ):
-        raise ApiError(409, "loan_not_reserved", "this loan holds no reservation to fund",
-                       {"state": view.state.value})
+        raise ApiError(
+            409,
+            "loan_not_reserved",
+            "this loan holds no reservation to fund",
+            {"state": view.state.value},
+        )
     tx_hash = _check_envelope(svc, view, body.signed_xdr)
     if view.state is not LoanState.RESERVED:  # already relayed: same hash, same answer
         await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
@@ -274,26 +339,43 @@ async def submit_loan(
     try:
         sent = await svc.chain.submit(body.signed_xdr)
     except ChainRefusal as exc:
-        raise ApiError(422, "tx_rejected", "the chain refused the transaction",
-                       {"reason": exc.reason.value, "detail": exc.detail[:500],
-                        "tx_hash": tx_hash}) from exc
+        raise ApiError(
+            422,
+            "tx_rejected",
+            "the chain refused the transaction",
+            {"reason": exc.reason.value, "detail": exc.detail[:500], "tx_hash": tx_hash},
+        ) from exc
     except ChainUnavailable as exc:
-        raise ApiError(503, "chain_unavailable", "the chain RPC did not answer; retry",
-                       {"reason": type(exc).__name__}, {"Retry-After": "2"}) from exc
+        raise ApiError(
+            503,
+            "chain_unavailable",
+            "the chain RPC did not answer; retry",
+            {"reason": type(exc).__name__},
+            {"Retry-After": "2"},
+        ) from exc
     if sent.status == "try_again_later":
-        raise ApiError(503, "chain_busy", "the chain asked to retry later", {},
-                       {"Retry-After": "2"})
+        raise ApiError(
+            503, "chain_busy", "the chain asked to retry later", {}, {"Retry-After": "2"}
+        )
     if sent.status == "error":
         reason = sent.reason.value if sent.reason else "unknown"
         status = 409 if reason in ("too_late", "bad_seq") else 422
-        raise ApiError(status, "tx_rejected", "the chain refused the transaction",
-                       {"reason": reason, "detail": sent.detail[:500], "tx_hash": tx_hash})
+        raise ApiError(
+            status,
+            "tx_rejected",
+            "the chain refused the transaction",
+            {"reason": reason, "detail": sent.detail[:500], "tx_hash": tx_hash},
+        )
 
     try:
         await loan_client.signal_submitted(client, view.loan_id, Submitted(tx_hash=tx_hash))
     except (LoanClosed, LoanNotFound) as exc:
-        raise ApiError(409, "loan_closed", "the loan ended before the submission was recorded",
-                       {"tx_hash": tx_hash}) from exc
+        raise ApiError(
+            409,
+            "loan_closed",
+            "the loan ended before the submission was recorded",
+            {"tx_hash": tx_hash},
+        ) from exc
     except RPCError as exc:
         raise _temporal_down(exc) from exc
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
@@ -317,8 +399,9 @@ async def cancel_loan(
 ) -> JSONResponse:
     view = await _view_for(caller, client, loan_id, LOANS_WRITE)
     if view.state in TERMINAL_STATES:
-        raise ApiError(409, "loan_closed", "the loan has already ended",
-                       {"state": view.state.value})
+        raise ApiError(
+            409, "loan_closed", "the loan has already ended", {"state": view.state.value}
+        )
     reason = body.reason if body else "cancelled by the borrower"
     try:
         await loan_client.signal_cancel(client, view.loan_id, Cancel(reason=reason))

@@ -29,14 +29,15 @@ Row = TypeVar("Row")
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (401, 403, 404, 422)}
 # A Redis stream id ("1700000000000-0" or just the milliseconds): the page ends before it.
 STREAM_ID = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 
 Count = Annotated[int, Query(ge=1, le=1000, description="entries per page, newest first")]
-Before = Annotated[str | None, Query(pattern=STREAM_ID, max_length=41,
-                                     description="return entries older than this id")]
+Before = Annotated[
+    str | None,
+    Query(pattern=STREAM_ID, max_length=41, description="return entries older than this id"),
+]
 
 
 async def _page(read: Awaitable[list[Row]]) -> list[Row]:
@@ -62,18 +63,26 @@ async def reservations(_: OperatorDep, pool_id: str, svc: ServicesDep) -> Reserv
 
 
 @router.get("/{pool_id}/audit", response_model=AuditPage, responses=ERRORS)
-async def audit(_: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100,
-                before: Before = None) -> AuditPage:
+async def audit(
+    _: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100, before: Before = None
+) -> AuditPage:
     known_pool(svc, pool_id)
     rows = await _page(svc.ledger.audit(pool_id, count=count, before=before))
-    return AuditPage(pool_id=pool_id, entries=[AuditOut.of(e) for e in rows],
-                     next_before=rows[-1].id if len(rows) == count else None)
+    return AuditPage(
+        pool_id=pool_id,
+        entries=[AuditOut.of(e) for e in rows],
+        next_before=rows[-1].id if len(rows) == count else None,
+    )
 
 
 @router.get("/{pool_id}/blocked", response_model=BlockedPage, responses=ERRORS)
-async def blocked(_: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100,
-                  before: Before = None) -> BlockedPage:
+async def blocked(
+    _: OperatorDep, pool_id: str, svc: ServicesDep, count: Count = 100, before: Before = None
+) -> BlockedPage:
     known_pool(svc, pool_id)
     rows = await _page(svc.ledger.blocked(pool_id, count=count, before=before))
-    return BlockedPage(pool_id=pool_id, entries=[BlockedOut.of(e) for e in rows],
-                       next_before=rows[-1].id if len(rows) == count else None)
+    return BlockedPage(
+        pool_id=pool_id,
+        entries=[BlockedOut.of(e) for e in rows],
+        next_before=rows[-1].id if len(rows) == count else None,
+    )

@@ -22,18 +22,34 @@ admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 RUN_TIMEOUT_S = 120.0
 # Report fields that hold stroops (ledger numbers, times and counts are left as integers).
-AMOUNT_KEYS = frozenset({
-    "total", "locked", "available", "amount", "locked_delta", "total_delta", "funded_ours",
-    "funded_external", "repaid", "interest", "deposited", "withdrawn", "unexplained_locked",
-    "unexplained_total", "reserved", "overcommit",
-})
+AMOUNT_KEYS = frozenset(
+    {
+        "total",
+        "locked",
+        "available",
+        "amount",
+        "locked_delta",
+        "total_delta",
+        "funded_ours",
+        "funded_external",
+        "repaid",
+        "interest",
+        "deposited",
+        "withdrawn",
+        "unexplained_locked",
+        "unexplained_total",
+        "reserved",
+        "overcommit",
+    }
+)
 
 
 def _decimal(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: format_stroops(v) if k in AMOUNT_KEYS and isinstance(v, int)
-            and not isinstance(v, bool) else _decimal(v)
+            k: format_stroops(v)
+            if k in AMOUNT_KEYS and isinstance(v, int) and not isinstance(v, bool)
+            else _decimal(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -104,7 +120,8 @@ class ReconcileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pool_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
-        default=None, max_length=100, description="default: every configured pool")
+        default=None, max_length=100, description="default: every configured pool"
+    )
 
 
 class ReconcileRunOut(BaseModel):
@@ -113,30 +130,50 @@ class ReconcileRunOut(BaseModel):
     failures: dict[str, str]
 
 
-@pools_router.get("/{pool_id}/reconciliation", response_model=ReconciliationOut,
-                  responses={s: {"model": ErrorOut} for s in (401, 403, 404, 422)})
+@pools_router.get(
+    "/{pool_id}/reconciliation",
+    response_model=ReconciliationOut,
+    responses={s: {"model": ErrorOut} for s in (401, 403, 404, 422)},
+)
 async def reconciliation(_: AdminDep, pool_id: str, svc: ServicesDep) -> ReconciliationOut:
     known_pool(svc, pool_id)
     report = await svc.reports.latest(pool_id)
     if report is None:
-        raise ApiError(404, "reconciliation_not_found",
-                       "this pool has not been reconciled yet", {"pool_id": pool_id})
+        raise ApiError(
+            404,
+            "reconciliation_not_found",
+            "this pool has not been reconciled yet",
+            {"pool_id": pool_id},
+        )
     return ReconciliationOut.of(report)
 
 
-@admin_router.post("/reconcile", response_model=ReconcileRunOut,
-                   responses={s: {"model": ErrorOut} for s in (401, 403, 422, 503, 504)})
-async def reconcile(_: AdminDep, svc: ServicesDep, temporal: TemporalDep,
-                    body: Annotated[ReconcileIn | None, Body()] = None) -> ReconcileRunOut:
+@admin_router.post(
+    "/reconcile",
+    response_model=ReconcileRunOut,
+    responses={s: {"model": ErrorOut} for s in (401, 403, 422, 503, 504)},
+)
+async def reconcile(
+    _: AdminDep,
+    svc: ServicesDep,
+    temporal: TemporalDep,
+    body: Annotated[ReconcileIn | None, Body()] = None,
+) -> ReconcileRunOut:
     """Runs a reconciliation now (the same workflow the Schedule starts) and returns its result."""
     try:
         run = await asyncio.wait_for(
             reconcile_now(temporal, svc.settings, pool_ids=body.pool_ids if body else None),
-            timeout=RUN_TIMEOUT_S)
+            timeout=RUN_TIMEOUT_S,
+        )
     except TimeoutError as exc:
-        raise ApiError(504, "reconcile_timeout",
-                       "the reconciliation did not finish in time; it keeps running",
-                       {"timeout_s": RUN_TIMEOUT_S}) from exc
-    return ReconcileRunOut(started_at=run.started_at,
-                           reports=[ReconciliationOut.of(r) for r in run.reports],
-                           failures=run.failures)
+        raise ApiError(
+            504,
+            "reconcile_timeout",
+            "the reconciliation did not finish in time; it keeps running",
+            {"timeout_s": RUN_TIMEOUT_S},
+        ) from exc
+    return ReconcileRunOut(
+        started_at=run.started_at,
+        reports=[ReconciliationOut.of(r) for r in run.reports],
+        failures=run.failures,
+    )

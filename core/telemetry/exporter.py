@@ -111,23 +111,29 @@ def start_process_telemetry(
         return ProcessTelemetry(process, None)
     disable_created_metrics()  # no `_created` twin of every counter: Prometheus needs none
     sdk_port = _loopback_port()
-    _runtime = Runtime(telemetry=TelemetryConfig(
-        logging=logging_config,
-        metrics=PrometheusConfig(
-            bind_address=f"127.0.0.1:{sdk_port}",
-            counters_total_suffix=True,
-            durations_as_seconds=True,
-            histogram_bucket_overrides=SDK_BUCKETS,
-        ),
-        global_tags={"process": process},
-    ))
+    _runtime = Runtime(
+        telemetry=TelemetryConfig(
+            logging=logging_config,
+            metrics=PrometheusConfig(
+                bind_address=f"127.0.0.1:{sdk_port}",
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+                histogram_bucket_overrides=SDK_BUCKETS,
+            ),
+            global_tags={"process": process},
+        )
+    )
     for collector in (SdkMetricsBridge(f"http://127.0.0.1:{sdk_port}/metrics"), *collectors):
         REGISTRY.register(collector)
     try:
         start_http_server(port, addr=host, registry=REGISTRY)
     except OSError as exc:
-        log.error("cannot serve metrics on %s:%d (%s); running without a metrics endpoint",
-                  host, port, exc)
+        log.error(
+            "cannot serve metrics on %s:%d (%s); running without a metrics endpoint",
+            host,
+            port,
+            exc,
+        )
         return ProcessTelemetry(process, None)
     url = f"http://{host}:{port}/metrics"
     log.info("metrics at %s", url)

@@ -19,7 +19,9 @@ HTTP_REQUESTS = Counter(
     "http_requests", "HTTP requests answered, by route template", ["route", "method", "status"]
 )
 HTTP_DURATION = Histogram(
-    "http_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -29,7 +31,8 @@ WATCHER_LAG = Gauge(
 )
 WATCHER_LEADER = Gauge("watcher_leader", "1 while this watcher holds the lease and works")
 WATCHER_SETTLEMENTS = Counter(
-    "watcher_settlements", "Settlements delivered to loans (settled, failed, late, unknown)",
+    "watcher_settlements",
+    "Settlements delivered to loans (settled, failed, late, unknown)",
     ["outcome"],
 )
 WATCHER_RPC_ERRORS = Counter("watcher_rpc_errors", "Watcher passes that failed on the RPC")

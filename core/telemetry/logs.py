@@ -62,7 +62,7 @@ def current_context() -> dict[str, str]:
 
 def loan_id_of(workflow_id: str | None) -> str | None:
     if workflow_id and workflow_id.startswith(LOAN_WORKFLOW_PREFIX):
-        return workflow_id[len(LOAN_WORKFLOW_PREFIX):]
+        return workflow_id[len(LOAN_WORKFLOW_PREFIX) :]
     return None
 
 
@@ -116,16 +116,15 @@ def configure_logging(level: str, process: str) -> None:
         named.propagate = True
     logging.captureWarnings(True)
 
-    def excepthook(
-        kind: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         logging.getLogger(process).critical("uncaught exception", exc_info=(kind, exc, tb))
 
     def thread_excepthook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit or args.exc_value is None:
             return
         logging.getLogger(process).critical(
-            "uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+            "uncaught exception in thread %s",
+            getattr(args.thread, "name", "?"),
             exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
         )
 

@@ -55,11 +55,11 @@ async def api_server(saga_stack: Any) -> AsyncIterator[ApiServer]:
     settings.public_url = f"http://127.0.0.1:{port}"
     keys = ApiKeyStore(saga_stack.redis, prefix=settings.ledger_prefix)
     # The suite shares this key: limits no test should meet (tests of limits make their own).
-    _, full_key = await keys.create("tests: every scope", SCOPES, rate_per_minute=1_000_000,
-                                    max_unsigned=1_000_000)
+    _, full_key = await keys.create(
+        "tests: every scope", SCOPES, rate_per_minute=1_000_000, max_unsigned=1_000_000
+    )
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="api-under-test")
     for _ in range(200):
@@ -87,8 +87,11 @@ async def shared_pool(saga_stack: Any, devnet: Any) -> Any:
 @pytest.fixture
 async def http(api_server: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
     """A client with an every-scope API key (a platform key that is also an operator's)."""
-    async with httpx.AsyncClient(base_url=api_server.base_url, timeout=30, headers={
-            "Authorization": f"Bearer {api_server.full_key}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=api_server.base_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {api_server.full_key}"},
+    ) as client:
         yield client
 
 

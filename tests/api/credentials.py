@@ -25,8 +25,9 @@ async def stellar_toml(http: httpx.AsyncClient) -> dict[str, Any]:
     return tomllib.loads(resp.text)
 
 
-async def signed_challenge(http: httpx.AsyncClient, keypair: Keypair, home_domain: str,
-                           signer: Keypair | None = None) -> str:
+async def signed_challenge(
+    http: httpx.AsyncClient, keypair: Keypair, home_domain: str, signer: Keypair | None = None
+) -> str:
     """A challenge for `keypair`'s account, checked as a wallet checks it (signed by the
     stellar.toml SIGNING_KEY, for this home and web-auth domain), then signed by `signer`
     (the account itself unless told otherwise)."""
@@ -36,8 +37,12 @@ async def signed_challenge(http: httpx.AsyncClient, keypair: Keypair, home_domai
     body = resp.json()
     assert body["network_passphrase"] == toml["NETWORK_PASSPHRASE"]
     read = read_challenge_transaction(
-        body["transaction"], toml["SIGNING_KEY"], home_domain,
-        urlsplit(toml["WEB_AUTH_ENDPOINT"]).netloc, toml["NETWORK_PASSPHRASE"])
+        body["transaction"],
+        toml["SIGNING_KEY"],
+        home_domain,
+        urlsplit(toml["WEB_AUTH_ENDPOINT"]).netloc,
+        toml["NETWORK_PASSPHRASE"],
+    )
     assert read.client_account_id == keypair.public_key
     envelope = TransactionEnvelope.from_xdr(body["transaction"], toml["NETWORK_PASSPHRASE"])
     envelope.sign(signer or keypair)
@@ -55,6 +60,11 @@ async def sep10_token(http: httpx.AsyncClient, keypair: Keypair, home_domain: st
 
 def forge_jwt(secret: str, issuer: str, account: str, *, expires_in: int = 300) -> str:
     now = int(time.time())
-    claims = {"iss": issuer, "sub": account, "iat": now - 600, "exp": now + expires_in,
-              "jti": "forged"}
+    claims = {
+        "iss": issuer,
+        "sub": account,
+        "iat": now - 600,
+        "exp": now + expires_in,
+        "jti": "forged",
+    }
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -16,8 +16,15 @@ from core.money import to_stroops
 DUE_DATE = int(time.time()) + 30 * 86400
 
 
-def loan_body(pool_id: str, borrower: str, vendor: str, *, total: str = "100",
-              guarantee: str = "20", **extra: Any) -> dict[str, Any]:
+def loan_body(
+    pool_id: str,
+    borrower: str,
+    vendor: str,
+    *,
+    total: str = "100",
+    guarantee: str = "20",
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "pool_id": pool_id,
         "borrower": borrower,
@@ -52,8 +59,9 @@ def stroops(text: str) -> int:
     return to_stroops(text, allow_zero=True)
 
 
-async def wait_state(http: httpx.AsyncClient, loan_id: str, states: set[str],
-                     within: float = 30) -> dict[str, Any]:
+async def wait_state(
+    http: httpx.AsyncClient, loan_id: str, states: set[str], within: float = 30
+) -> dict[str, Any]:
     deadline = time.monotonic() + within
     while True:
         resp = await http.get(f"/v1/loans/{loan_id}")

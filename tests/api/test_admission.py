@@ -25,12 +25,16 @@ async def pooled() -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_concurrent_admissions_respect_the_cap_and_the_rate(
-        pooled: aioredis.Redis, key_prefix: str) -> None:
+    pooled: aioredis.Redis, key_prefix: str
+) -> None:
     gate = Admission(pooled, prefix=key_prefix)
     hold = int(time.time() * 1000) + 60_000
-    verdicts = await asyncio.gather(*[
-        gate.admit("key:k1", f"L{i}", rate_per_minute=1_000, cap=10, hold_until_ms=hold)
-        for i in range(200)])
+    verdicts = await asyncio.gather(
+        *[
+            gate.admit("key:k1", f"L{i}", rate_per_minute=1_000, cap=10, hold_until_ms=hold)
+            for i in range(200)
+        ]
+    )
     assert sum(isinstance(v, Admitted) for v in verdicts) == 10
     assert sum(isinstance(v, CapReached) for v in verdicts) == 190
     assert len(await gate.open_loans("key:k1")) == 10
@@ -40,27 +44,36 @@ async def test_concurrent_admissions_respect_the_cap_and_the_rate(
     again = await gate.admit("key:k1", counted, rate_per_minute=1_000, cap=10, hold_until_ms=hold)
     assert again == Admitted(added=False)
 
-    verdicts = await asyncio.gather(*[
-        gate.admit("account:G1", f"M{i}", rate_per_minute=7, cap=1_000, hold_until_ms=hold)
-        for i in range(200)])
+    verdicts = await asyncio.gather(
+        *[
+            gate.admit("account:G1", f"M{i}", rate_per_minute=7, cap=1_000, hold_until_ms=hold)
+            for i in range(200)
+        ]
+    )
     assert sum(isinstance(v, Admitted) for v in verdicts) == 7
     limited = [v for v in verdicts if isinstance(v, RateLimited)]
     assert len(limited) == 193
     assert all(55_000 < v.retry_after_ms <= 60_000 for v in limited)
 
 
-async def test_expired_loans_stop_counting_and_release_frees(redis_client: aioredis.Redis,
-                                                             key_prefix: str) -> None:
+async def test_expired_loans_stop_counting_and_release_frees(
+    redis_client: aioredis.Redis, key_prefix: str
+) -> None:
     gate = Admission(redis_client, prefix=key_prefix)
     now = int(time.time() * 1000)
-    assert await gate.admit("key:k2", "A", rate_per_minute=100, cap=2,
-                            hold_until_ms=now + 300) == Admitted(True)
-    assert await gate.admit("key:k2", "B", rate_per_minute=100, cap=2,
-                            hold_until_ms=now + 60_000) == Admitted(True)
-    assert isinstance(await gate.admit("key:k2", "C", rate_per_minute=100, cap=2,
-                                       hold_until_ms=now + 60_000), CapReached)
+    assert await gate.admit(
+        "key:k2", "A", rate_per_minute=100, cap=2, hold_until_ms=now + 300
+    ) == Admitted(True)
+    assert await gate.admit(
+        "key:k2", "B", rate_per_minute=100, cap=2, hold_until_ms=now + 60_000
+    ) == Admitted(True)
+    assert isinstance(
+        await gate.admit("key:k2", "C", rate_per_minute=100, cap=2, hold_until_ms=now + 60_000),
+        CapReached,
+    )
     await asyncio.sleep(0.5)  # A's reservation expired
-    assert await gate.admit("key:k2", "C", rate_per_minute=100, cap=2,
-                            hold_until_ms=now + 60_000) == Admitted(True)
+    assert await gate.admit(
+        "key:k2", "C", rate_per_minute=100, cap=2, hold_until_ms=now + 60_000
+    ) == Admitted(True)
     await gate.release("key:k2", "B")
     assert sorted(await gate.open_loans("key:k2")) == ["C"]

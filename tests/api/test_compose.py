@@ -19,8 +19,17 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 
 def test_services_of_the_design_are_present_with_healthchecks() -> None:
-    expected = {"postgresql", "temporal", "temporal-ui", "redis", "devnet", "worker", "watcher",
-                "api", "init"}
+    expected = {
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "redis",
+        "devnet",
+        "worker",
+        "watcher",
+        "api",
+        "init",
+    }
     assert expected <= set(SERVICES)
     for name in expected - {"init"}:  # the one-shot init job has nothing to check
         assert "healthcheck" in SERVICES[name], name
@@ -79,24 +88,37 @@ def test_app_services_depend_on_init_and_use_known_settings() -> None:
 
 def test_dockerfile_copies_what_the_commands_need() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for path in ("core", "liquidity", "chain", "devnet", "reconcile", "runtime", "settlement",
-                 "workflows", "activities", "api", "tools",
-                 "worker.py", "watcher.py"):
+    for path in (
+        "core",
+        "liquidity",
+        "chain",
+        "devnet",
+        "reconcile",
+        "runtime",
+        "settlement",
+        "workflows",
+        "activities",
+        "api",
+        "tools",
+        "worker.py",
+        "watcher.py",
+    ):
         assert path in dockerfile, path
-
 
 
 def test_prometheus_scrapes_every_process_on_its_metrics_port() -> None:
     """Each app process serves metrics on the port its settings name; Prometheus scrapes exactly
     those, and Grafana is provisioned from files that exist in the repository."""
     prometheus = SERVICES["prometheus"]
-    mounts = {m.split(":")[1]: ROOT / m.split(":")[0] for m in prometheus["volumes"]
-              if m.startswith("./")}
+    mounts = {
+        m.split(":")[1]: ROOT / m.split(":")[0] for m in prometheus["volumes"] if m.startswith("./")
+    }
     config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
     assert mounts["/etc/prometheus/alerts.yml"].is_file()
-    targets = {job["job_name"]: job["static_configs"][0]["targets"]
-               for job in config["scrape_configs"]}
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
     env = COMPOSE["x-app-env"]
     assert env["METRICS_HOST"] == "0.0.0.0"  # reachable from the prometheus container
     for process in ("api", "worker", "watcher"):

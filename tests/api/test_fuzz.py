@@ -21,8 +21,12 @@ EXAMPLES_PER_CASE = 7
 
 
 def _property(strategy: Any, body: Callable[[Any], None]) -> Callable[[], None]:
-    @settings(max_examples=EXAMPLES_PER_CASE, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_CASE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def run(case: Any) -> None:
         body(case)
@@ -51,8 +55,11 @@ def _fuzz(base_url: str, pool_id: str, key: str) -> tuple[int, list[str]]:
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            fixed = ({"pool_id": pool_id} if "{pool_id}" in operation.path
-                     and mode is GenerationMode.POSITIVE else None)
+            fixed = (
+                {"pool_id": pool_id}
+                if "{pool_id}" in operation.path and mode is GenerationMode.POSITIVE
+                else None
+            )
             label = f"{operation.method.upper()} {operation.path} [{mode.value}]"
             strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
             try:
@@ -62,10 +69,12 @@ def _fuzz(base_url: str, pool_id: str, key: str) -> tuple[int, list[str]]:
     return sent[0], failures
 
 
-async def test_no_generated_request_gets_a_5xx(api_server: Any, shared_pool: Any,
-                                               http: Any) -> None:
-    sent, failures = await asyncio.to_thread(_fuzz, api_server.base_url, shared_pool.pool_id,
-                                             api_server.full_key)
+async def test_no_generated_request_gets_a_5xx(
+    api_server: Any, shared_pool: Any, http: Any
+) -> None:
+    sent, failures = await asyncio.to_thread(
+        _fuzz, api_server.base_url, shared_pool.pool_id, api_server.full_key
+    )
     # The fuzzer may have frozen the shared pool through the admin route: leave it as found.
     await http.post(f"/v1/admin/pools/{shared_pool.pool_id}/unfreeze", json={"reason": "fuzz"})
     assert sent >= 100, sent

@@ -22,19 +22,42 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(settings: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": settings.redis_url,
-           "LEDGER_PREFIX": settings.ledger_prefix}
-    return subprocess.run([sys.executable, "-m", "tools.keys", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": settings.redis_url,
+        "LEDGER_PREFIX": settings.ledger_prefix,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tools.keys", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def start_api(settings: Any, port: int, cwd: Path) -> subprocess.Popen[bytes]:
     """`uvicorn api.app:app` reading `settings` from its environment, as a stack runs it."""
     env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:app", "--port", str(port),
-         "--log-level", "warning"], cwd=cwd, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -51,7 +74,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 async def test_cli_create_list_revoke_seen_by_every_api_process(
-        api_server: Any, anon: httpx.AsyncClient, tmp_path: Path) -> None:
+    api_server: Any, anon: httpx.AsyncClient, tmp_path: Path
+) -> None:
     """Async: the test API serves from this very event loop, so it is called without blocking
     it (the CLI's subprocess runs do not talk to it)."""
     settings = api_server.settings
@@ -60,8 +84,15 @@ async def test_cli_create_list_revoke_seen_by_every_api_process(
     proc = start_api(settings, port, tmp_path)
     try:
         wait_ready(second_url, proc)
-        made = cli(settings, tmp_path, "create", "--name", "from the shell",
-                   "--scopes", "operator,pools:read")
+        made = cli(
+            settings,
+            tmp_path,
+            "create",
+            "--name",
+            "from the shell",
+            "--scopes",
+            "operator,pools:read",
+        )
         assert made.returncode == 0, made.stderr
         token = re.search(r"^key\s+(lsk_\S+)$", made.stdout, re.M)
         key_id = re.search(r"^id\s+([0-9a-f]{16})$", made.stdout, re.M)
@@ -78,8 +109,9 @@ async def test_cli_create_list_revoke_seen_by_every_api_process(
         assert revoked.returncode == 0, revoked.stderr
         start = time.monotonic()
         for url in urls:
-            while (await anon.get(f"{url}/v1/admin/keys", headers=bearer(token[1]))
-                   ).status_code != 401:
+            while (
+                await anon.get(f"{url}/v1/admin/keys", headers=bearer(token[1]))
+            ).status_code != 401:
                 assert time.monotonic() - start < 1.0, f"{url} still accepts a revoked key"
                 await asyncio.sleep(0.05)
 

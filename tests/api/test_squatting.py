@@ -50,23 +50,39 @@ async def figures(http: httpx.AsyncClient, pool_id: str) -> tuple[int, list[str]
     return status["active_reservations"], sorted(r["loan_id"] for r in rows), len(blocked)
 
 
-async def open_many(anon: httpx.AsyncClient, token: str, pool: Any, borrowers: list[Any],
-                    vendor: str, keys: list[str], **extra: Any) -> list[httpx.Response]:
-    return list(await asyncio.gather(*[
-        anon.post("/v1/loans", json=loan_body(pool.pool_id, b.public_key, vendor, **extra),
-                  headers={"Idempotency-Key": k, **bearer(token)})
-        for b, k in zip(borrowers, keys, strict=True)]))
+async def open_many(
+    anon: httpx.AsyncClient,
+    token: str,
+    pool: Any,
+    borrowers: list[Any],
+    vendor: str,
+    keys: list[str],
+    **extra: Any,
+) -> list[httpx.Response]:
+    return list(
+        await asyncio.gather(
+            *[
+                anon.post(
+                    "/v1/loans",
+                    json=loan_body(pool.pool_id, b.public_key, vendor, **extra),
+                    headers={"Idempotency-Key": k, **bearer(token)},
+                )
+                for b, k in zip(borrowers, keys, strict=True)
+            ]
+        )
+    )
 
 
 def idem(n: int) -> list[str]:
     return [f"squat-{time.time_ns()}-{i}" for i in range(n)]
 
 
-async def test_rate_limit_per_key_under_concurrency(anon: httpx.AsyncClient,
-                                                    http: httpx.AsyncClient, api_server: Any,
-                                                    pool: Any, new_borrower: Any) -> None:
-    _, token = await api_server.keys.create("rate 5", ["loans:write", "loans:read"],
-                                            rate_per_minute=5)
+async def test_rate_limit_per_key_under_concurrency(
+    anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, pool: Any, new_borrower: Any
+) -> None:
+    _, token = await api_server.keys.create(
+        "rate 5", ["loans:write", "loans:read"], rate_per_minute=5
+    )
     borrowers = list(await asyncio.gather(*[new_borrower(pool) for _ in range(12)]))
     vendor = (await new_borrower()).public_key
     keys = idem(12)
@@ -86,14 +102,12 @@ async def test_rate_limit_per_key_under_concurrency(anon: httpx.AsyncClient,
     assert ids == sorted(r.json()["loan_id"] for r in granted)
 
 
-async def test_rate_limit_per_borrower_under_concurrency(anon: httpx.AsyncClient,
-                                                         http: httpx.AsyncClient,
-                                                         api_server: Any, pool: Any,
-                                                         new_borrower: Any) -> None:
+async def test_rate_limit_per_borrower_under_concurrency(
+    anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, pool: Any, new_borrower: Any
+) -> None:
     borrower, vendor = await new_borrower(pool), (await new_borrower()).public_key
     with setting(api_server.settings, loan_rate_per_borrower_per_minute=3):
-        replies = await open_many(anon, api_server.full_key, pool, [borrower] * 8, vendor,
-                                  idem(8))
+        replies = await open_many(anon, api_server.full_key, pool, [borrower] * 8, vendor, idem(8))
     limited = [r for r in replies if r.status_code == 429]
     assert len(limited) == 5, [r.text for r in replies]
     for resp in limited:
@@ -103,15 +117,15 @@ async def test_rate_limit_per_borrower_under_concurrency(anon: httpx.AsyncClient
 
 
 async def test_unsigned_cap_per_key_and_the_slots_coming_back(
-        anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, pool: Any,
-        new_borrower: Any) -> None:
-    _, token = await api_server.keys.create("cap 3", ["loans:write", "loans:read"],
-                                            max_unsigned=3)
+    anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, pool: Any, new_borrower: Any
+) -> None:
+    _, token = await api_server.keys.create("cap 3", ["loans:write", "loans:read"], max_unsigned=3)
     borrowers = list(await asyncio.gather(*[new_borrower(pool) for _ in range(14)]))
     vendor = (await new_borrower()).public_key
     replies = await open_many(anon, token, pool, borrowers[:10], vendor, idem(10))
-    granted = [(r.json(), b) for r, b in zip(replies, borrowers, strict=False)
-               if r.status_code == 201]
+    granted = [
+        (r.json(), b) for r, b in zip(replies, borrowers, strict=False) if r.status_code == 201
+    ]
     capped = [r for r in replies if r.status_code == 409]
     assert (len(granted), len(capped)) == (3, 7), [r.text for r in replies]
     for resp in capped:
@@ -127,10 +141,12 @@ async def test_unsigned_cap_per_key_and_the_slots_coming_back(
 
     # Submitting one frees its slot.
     (first, first_b), (second, _), _ = granted
-    signed = sign_envelope(first["funding"]["xdr"], first_b.secret,
-                           api_server.settings.network_passphrase)
-    sent = await anon.post(f"/v1/loans/{first['loan_id']}/submit", json={"signed_xdr": signed},
-                           headers=bearer(token))
+    signed = sign_envelope(
+        first["funding"]["xdr"], first_b.secret, api_server.settings.network_passphrase
+    )
+    sent = await anon.post(
+        f"/v1/loans/{first['loan_id']}/submit", json={"signed_xdr": signed}, headers=bearer(token)
+    )
     assert sent.status_code == 202, sent.text
     assert (await one(borrowers[10])).status_code == 201
     # Cancelling one frees its slot.
@@ -141,16 +157,15 @@ async def test_unsigned_cap_per_key_and_the_slots_coming_back(
     assert_error(await one(borrowers[12]), 409, "too_many_unsigned")
 
 
-async def test_unsigned_cap_per_borrower_under_concurrency(anon: httpx.AsyncClient,
-                                                           http: httpx.AsyncClient,
-                                                           api_server: Any, pool: Any,
-                                                           new_borrower: Any) -> None:
+async def test_unsigned_cap_per_borrower_under_concurrency(
+    anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, pool: Any, new_borrower: Any
+) -> None:
     borrower, vendor = await new_borrower(pool), (await new_borrower()).public_key
     with setting(api_server.settings, max_unsigned_per_borrower=1):
-        replies = await open_many(anon, api_server.full_key, pool, [borrower] * 5, vendor,
-                                  idem(5))
+        replies = await open_many(anon, api_server.full_key, pool, [borrower] * 5, vendor, idem(5))
     assert sorted(r.status_code for r in replies) == [201, 409, 409, 409, 409], [
-        r.text for r in replies]
+        r.text for r in replies
+    ]
     for resp in replies:
         if resp.status_code == 409:
             assert assert_error(resp, 409, "too_many_unsigned")["scope"] == "borrower"
@@ -158,8 +173,9 @@ async def test_unsigned_cap_per_borrower_under_concurrency(anon: httpx.AsyncClie
     assert (active, blocked) == (1, 0)
 
 
-async def test_an_expired_reservation_frees_its_slot(anon: httpx.AsyncClient, api_server: Any,
-                                                     pool: Any, new_borrower: Any) -> None:
+async def test_an_expired_reservation_frees_its_slot(
+    anon: httpx.AsyncClient, api_server: Any, pool: Any, new_borrower: Any
+) -> None:
     _, token = await api_server.keys.create("cap 1", ["loans:write"], max_unsigned=1)
     b1, b2, b3 = await asyncio.gather(*[new_borrower(pool) for _ in range(3)])
     vendor = (await new_borrower()).public_key
@@ -173,8 +189,13 @@ async def test_an_expired_reservation_frees_its_slot(anon: httpx.AsyncClient, ap
 
 
 async def test_a_loan_funded_outside_the_api_stops_counting(
-        anon: httpx.AsyncClient, http: httpx.AsyncClient, api_server: Any, saga_stack: Any,
-        pool: Any, new_borrower: Any) -> None:
+    anon: httpx.AsyncClient,
+    http: httpx.AsyncClient,
+    api_server: Any,
+    saga_stack: Any,
+    pool: Any,
+    new_borrower: Any,
+) -> None:
     """The borrower's wallet sends the signed transaction to the chain itself: the API never
     hears of it, the watcher settles the loan, and the cap finds that out when it is reached."""
     _, token = await api_server.keys.create("cap 1, direct", ["loans:write"], max_unsigned=1)
@@ -182,8 +203,9 @@ async def test_a_loan_funded_outside_the_api_stops_counting(
     vendor = (await new_borrower()).public_key
     (first,) = await open_many(anon, token, pool, [b1], vendor, idem(1))
     assert first.status_code == 201, first.text
-    signed = sign_envelope(first.json()["funding"]["xdr"], b1.secret,
-                           api_server.settings.network_passphrase)
+    signed = sign_envelope(
+        first.json()["funding"]["xdr"], b1.secret, api_server.settings.network_passphrase
+    )
     sent = await saga_stack.chain.submit(signed)
     assert sent.status == "pending", sent
     deadline = time.monotonic() + 30

@@ -66,36 +66,49 @@ async def test_exposure_limit(http, stepfi_pool, new_borrower, devnet) -> None: 
     """Score 60: a 2 500-unit limit; 2 300 units + 8 % interest + 1 % fee is 2 507."""
     borrower, vendor = await new_borrower(stepfi_pool), await new_borrower()
     await set_reputation(devnet.rpc_url, borrower.public_key, 60)
-    body = loan_body(stepfi_pool.pool_id, borrower.public_key, vendor.public_key,
-                     total="2300", guarantee="460")
+    body = loan_body(
+        stepfi_pool.pool_id, borrower.public_key, vendor.public_key, total="2300", guarantee="460"
+    )
     await _refused_at_open(http, body, "exposure_limit_exceeded")
-    ok = loan_body(stepfi_pool.pool_id, borrower.public_key, vendor.public_key,
-                   total="2200", guarantee="440")
+    ok = loan_body(
+        stepfi_pool.pool_id, borrower.public_key, vendor.public_key, total="2200", guarantee="440"
+    )
     resp = await http.post("/v1/loans", json=ok, headers=key())
     assert resp.status_code == 201, resp.text  # within the cap: offered
 
 
 async def test_no_vendor_registry_and_a_broken_one(http, saga_stack, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
-    bare = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT,
-                             vendor_registry=False)
+    bare = await deploy_pool(
+        devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT, vendor_registry=False
+    )
     await saga_stack.add_pool(bare)
     borrower, vendor = await new_borrower(bare), await new_borrower()
-    await _refused_at_open(http, loan_body(bare.pool_id, borrower.public_key, vendor.public_key),
-                           "invalid_vendor")
+    await _refused_at_open(
+        http, loan_body(bare.pool_id, borrower.public_key, vendor.public_key), "invalid_vendor"
+    )
     admin = Keypair.from_secret(bare.admin_secret).public_key
     ids = await devnet_call(devnet.rpc_url, "devnet_deployPool", {"admin": admin})
-    broken = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT,
-                               vendor_registry=ids["tokenId"])
+    broken = await deploy_pool(
+        devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT, vendor_registry=ids["tokenId"]
+    )
     await saga_stack.add_pool(broken)
     other = await new_borrower(broken)
-    await _refused_at_open(http, loan_body(broken.pool_id, other.public_key, vendor.public_key),
-                           "vendor_validation_failed")
+    await _refused_at_open(
+        http,
+        loan_body(broken.pool_id, other.public_key, vendor.public_key),
+        "vendor_validation_failed",
+    )
 
 
 async def test_guarantee_below_stepfi_20_percent_is_declined_before_reserving(  # type: ignore[no-untyped-def]
     http, stepfi_pool, new_borrower
 ) -> None:
     borrower, vendor = await new_borrower(stepfi_pool), await new_borrower()
-    body = loan_body(stepfi_pool.pool_id, borrower.public_key, vendor.public_key,
-                     total="100", guarantee="19.9999999")
+    body = loan_body(
+        stepfi_pool.pool_id,
+        borrower.public_key,
+        vendor.public_key,
+        total="100",
+        guarantee="19.9999999",
+    )
     await _refused_at_open(http, body, "insufficient_guarantee")

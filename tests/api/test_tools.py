@@ -22,8 +22,9 @@ async def test_search_attributes_are_registered_once(temporal_env: Any) -> None:
     namespace = f"sa-{uuid.uuid4().hex[:8]}"
     retention = Duration()
     retention.FromTimedelta(timedelta(days=1))
-    await client.workflow_service.register_namespace(RegisterNamespaceRequest(
-        namespace=namespace, workflow_execution_retention_period=retention))
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(namespace=namespace, workflow_execution_retention_period=retention)
+    )
     names = sorted(k.name for k in LOAN_SEARCH_ATTRIBUTES)
     for _ in range(50):  # a new namespace becomes visible to the operator service shortly
         try:
@@ -35,6 +36,7 @@ async def test_search_attributes_are_registered_once(temporal_env: Any) -> None:
         raise AssertionError("namespace never became usable")
     assert added == names
     listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace))
+        ListSearchAttributesRequest(namespace=namespace)
+    )
     assert set(names) <= set(listed.custom_attributes)
     assert await register(client, namespace) == []

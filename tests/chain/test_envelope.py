@@ -89,5 +89,6 @@ def test_signing_against_the_handed_out_hash_is_the_wallet_signature() -> None:
         with pytest.raises(ValueError, match="not " + tx_hash):
             sign_envelope(envelope, borrower.secret, PASSPHRASE, expected_hash=tx_hash)
     with pytest.raises(ValueError):
-        sign_envelope(xdr, borrower.secret, "Test SDF Network ; September 2015",
-                      expected_hash=tx_hash)  # the same bytes are another transaction there
+        sign_envelope(
+            xdr, borrower.secret, "Test SDF Network ; September 2015", expected_hash=tx_hash
+        )  # the same bytes are another transaction there

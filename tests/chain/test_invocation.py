@@ -55,7 +55,9 @@ def test_prepared_envelope_matches_the_sdk_with_simulation_applied() -> None:
         .build()
     )
     auth = sx.SorobanAuthorizationEntry(
-        credentials=sx.SorobanCredentials(sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT),
+        credentials=sx.SorobanCredentials(
+            sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT
+        ),
         root_invocation=sx.SorobanAuthorizedInvocation(
             function=sx.SorobanAuthorizedFunction(
                 sx.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,

@@ -14,9 +14,23 @@ from tests.chain.helpers import UNIT
 async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "boot.json"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "devnet.bootstrap", "--rpc-url", devnet.rpc_url, "--passphrase",
-        devnet.passphrase, "--liquidity", "250.5", "--borrowers", "2", "--borrower-tokens", "10",
-        "--out", str(out), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "devnet.bootstrap",
+        "--rpc-url",
+        devnet.rpc_url,
+        "--passphrase",
+        devnet.passphrase,
+        "--liquidity",
+        "250.5",
+        "--borrowers",
+        "2",
+        "--borrower-tokens",
+        "10",
+        "--out",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, stderr.decode()
@@ -26,5 +40,7 @@ async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path)
     assert stats.total_liquidity == 2505 * UNIT // 10 and stats.locked_liquidity == 0
     assert len(data["borrowers"]) == 2 and data["vendor"].startswith("G")
     for b in data["borrowers"]:
-        assert await token_balance(devnet.rpc_url, devnet.passphrase, data["token_id"],
-                                   b["public"]) == 10 * UNIT
+        assert (
+            await token_balance(devnet.rpc_url, devnet.passphrase, data["token_id"], b["public"])
+            == 10 * UNIT
+        )

@@ -88,7 +88,7 @@ async def test_reputation_below_50_is_refused_4(  # type: ignore[no-untyped-def]
         "Error(Contract, #4)",
     )
     await set_reputation(devnet.rpc_url, borrower.public_key, 50)  # the threshold passes
-    assert (await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry()))
+    assert await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
 
 
 async def test_exposure_cap_counts_active_debt_18(  # type: ignore[no-untyped-def]
@@ -146,8 +146,9 @@ async def test_stepfi_defaults_unregistered_vendor_and_unscored_borrower() -> No
                 strict.rpc_url, token_id=pool.token_id, token_amount=100 * UNIT
             )
             vendor = Keypair.random().public_key
-            terms = loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT,
-                               vendor=vendor)
+            terms = loan_terms(
+                borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT, vendor=vendor
+            )
             assert (await _refusal(client, pool.creditline_id, terms)).reason == (
                 FailureReason.VENDOR_NOT_ACTIVE
             )
@@ -158,8 +159,9 @@ async def test_stepfi_defaults_unregistered_vendor_and_unscored_borrower() -> No
             await set_reputation(strict.rpc_url, borrower.public_key, 100)
             assert await client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
             # 20 % is StepFi's default minimum guarantee: 19.99 % is refused
-            thin = loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT - 1,
-                              vendor=vendor)
+            thin = loan_terms(
+                borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT - 1, vendor=vendor
+            )
             assert (await _refusal(client, pool.creditline_id, thin)).reason == (
                 FailureReason.INSUFFICIENT_GUARANTEE
             )

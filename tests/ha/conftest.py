@@ -44,8 +44,11 @@ def sentinel_stack(temporal_env: Any, devnet: Any) -> Callable[..., Any]:
     @asynccontextmanager
     async def open_stack(group: SentinelGroup, **overrides: Any) -> AsyncIterator[SagaStack]:
         async with running_saga_stack(
-            temporal_env, devnet, redis_url="redis://unused:0/0",
-            redis_sentinels=group.sentinel_addresses, redis_sentinel_service=SERVICE,
+            temporal_env,
+            devnet,
+            redis_url="redis://unused:0/0",
+            redis_sentinels=group.sentinel_addresses,
+            redis_sentinel_service=SERVICE,
             **overrides,
         ) as stack:
             yield stack

@@ -31,8 +31,12 @@ FUNDED = 5 * UNIT
 
 async def _open(stack, pool, borrower, vendor, funded=FUNDED):
     return await open_test_loan(
-        stack.client, stack.task_queue, pool_id=pool.pool_id, creditline_id=pool.creditline_id,
-        terms=terms_for(borrower.public_key, vendor.public_key, funded), ttl_seconds=300,
+        stack.client,
+        stack.task_queue,
+        pool_id=pool.pool_id,
+        creditline_id=pool.creditline_id,
+        terms=terms_for(borrower.public_key, vendor.public_key, funded),
+        ttl_seconds=300,
     )
 
 
@@ -97,7 +101,8 @@ async def test_replica_acked_reservations_survive_a_primary_kill(
         group.primary = restart(group.primary)
         await wait_until(
             lambda: "connected_slaves:1" in group.replicas[0].command("INFO", "replication"),
-            30, "the old primary to rejoin as a replica",
+            30,
+            "the old primary to rejoin as a replica",
         )
         await _settle_all(stack, offers)
         stats = await stack.chain.pool_stats(pool.pool_id)

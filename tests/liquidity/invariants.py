@@ -32,7 +32,11 @@ async def read(redis: aioredis.Redis, ledger: Ledger, pool_id: str) -> Snapshot:
     reserved, headroom, chain, pending = (int(x or 0) for x in counters)
     active = {loan: int(rec.split("|", 1)[0]) for loan, rec in res.items()}
     return Snapshot(
-        reserved=reserved, headroom=headroom, chain=chain, pending=pending, active=active,
+        reserved=reserved,
+        headroom=headroom,
+        chain=chain,
+        pending=pending,
+        active=active,
         exposure={b: int(v) for b, v in bexp.items()},
         pending_amounts={loan: int(v) for loan, v in pamt.items()},
     )

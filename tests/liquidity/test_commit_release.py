@@ -133,10 +133,14 @@ async def test_racing_commit_and_release_end_committed_and_counted_once(
     for i in range(n):
         await reserve(ledger, pool, f"L{i}", 1_000)
     results = await asyncio.gather(
-        *(op for i in range(n) for op in (
-            ledger.commit(pool, f"L{i}", ledger=101),
-            ledger.release(pool, f"L{i}", reason="timeout"),
-        ))
+        *(
+            op
+            for i in range(n)
+            for op in (
+                ledger.commit(pool, f"L{i}", ledger=101),
+                ledger.release(pool, f"L{i}", reason="timeout"),
+            )
+        )
     )
     for i in range(n):
         commit, release = results[2 * i], results[2 * i + 1]

@@ -97,7 +97,10 @@ async def test_mixed_concurrent_lifecycles_keep_the_books_exact(
 
     async def apply(n: int) -> None:
         await ledger.apply_snapshot(
-            pool, ledger=n, total=start, locked=start - chain.available(n),
+            pool,
+            ledger=n,
+            total=start,
+            locked=start - chain.available(n),
             available=chain.available(n),
         )
 
@@ -111,8 +114,7 @@ async def test_mixed_concurrent_lifecycles_keep_the_books_exact(
         amount = rng.randint(1, 2_000)
         fate = rng.choice(["commit", "release", "expire"])
         ttl = 30 if fate == "expire" else 60_000
-        r = await ledger.reserve(pool, f"L{i}", f"b{i % 9}", amount, ttl_ms=ttl,
-                                 borrower_limit=BIG)
+        r = await ledger.reserve(pool, f"L{i}", f"b{i % 9}", amount, ttl_ms=ttl, borrower_limit=BIG)
         if not isinstance(r, Reserved):
             return
         await asyncio.sleep(rng.random() * 0.02)

@@ -66,9 +66,7 @@ async def test_sweep_releases_only_the_expired(ledger: Ledger, pool: str) -> Non
         await ledger.reserve(pool, f"K{i}", "bob", 10, ttl_ms=60_000, borrower_limit=BIG)
     await asyncio.sleep(0.06)
     assert sorted(await ledger.sweep(pool)) == [f"S{i}" for i in range(5)]
-    assert sorted(r.loan_id for r in await ledger.reservations(pool)) == [
-        f"K{i}" for i in range(5)
-    ]
+    assert sorted(r.loan_id for r in await ledger.reservations(pool)) == [f"K{i}" for i in range(5)]
     assert (await ledger.status(pool)).reserved == 50
 
 

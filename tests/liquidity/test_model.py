@@ -91,23 +91,35 @@ class LedgerMachine(RuleBasedStateMachine):
     def establish(self, chain: int) -> None:
         self.pool = f"model-{uuid.uuid4().hex[:10]}"
         self.model = LedgerModel(chain, 100)
-        result = self.run(self.ledger.apply_snapshot(
-            self.pool, ledger=100, total=chain, locked=0, available=chain, establish=True
-        ))
+        result = self.run(
+            self.ledger.apply_snapshot(
+                self.pool, ledger=100, total=chain, locked=0, available=chain, establish=True
+            )
+        )
         assert result.outcome == "applied"
 
     def teardown(self) -> None:
         if hasattr(self, "pool"):
             self.run(self.ledger.forget_pool(self.pool))
 
-    @rule(loan=st.sampled_from(LOANS), borrower=st.sampled_from(BORROWERS),
-          amount=st.integers(1, 2_000), short=st.booleans())
+    @rule(
+        loan=st.sampled_from(LOANS),
+        borrower=st.sampled_from(BORROWERS),
+        amount=st.integers(1, 2_000),
+        short=st.booleans(),
+    )
     def reserve(self, loan: str, borrower: str, amount: int, short: bool) -> None:
         m = self.model
-        got = self.run(self.ledger.reserve(
-            self.pool, loan, borrower, amount, ttl_ms=1 if short else 600_000,
-            borrower_limit=LIMIT,
-        ))
+        got = self.run(
+            self.ledger.reserve(
+                self.pool,
+                loan,
+                borrower,
+                amount,
+                ttl_ms=1 if short else 600_000,
+                borrower_limit=LIMIT,
+            )
+        )
         m.sweep()
         if loan in m.active:
             assert isinstance(got, Reserved) and got.replayed
@@ -172,9 +184,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def snapshot(self, delta: int, chain: int) -> None:
         m = self.model
         at = m.ledger + delta
-        got = self.run(self.ledger.apply_snapshot(
-            self.pool, ledger=at, total=chain, locked=0, available=chain
-        ))
+        got = self.run(
+            self.ledger.apply_snapshot(self.pool, ledger=at, total=chain, locked=0, available=chain)
+        )
         if at < m.ledger:
             assert got == SnapshotResult(outcome="stale", ledger=m.ledger)
             return
@@ -202,9 +214,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert s.active_reservations == len(m.active)
         self.run(check(self.redis, self.ledger, self.pool))
         listed = self.run(self.ledger.reservations(self.pool))
-        assert {r.loan_id: r.amount for r in listed} == {
-            k: a.amount for k, a in m.active.items()
-        }
+        assert {r.loan_id: r.amount for r in listed} == {k: a.amount for k, a in m.active.items()}
 
 
 def test_ledger_agrees_with_the_model(redis_topology: tuple[str, str]) -> None:
@@ -216,7 +226,10 @@ def test_ledger_agrees_with_the_model(redis_topology: tuple[str, str]) -> None:
     LedgerMachine.ledger = Ledger(client, prefix=prefix, safety_buffer=BUFFER)
     try:
         LedgerMachine.TestCase.settings = settings(
-            max_examples=100, stateful_step_count=30, deadline=None, database=None,
+            max_examples=100,
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
             suppress_health_check=[HealthCheck.too_slow],
         )
         LedgerMachine.TestCase().runTest()

@@ -41,8 +41,9 @@ async def test_a_commit_after_the_snapshot_is_counted_once(
 async def test_a_commit_at_or_before_the_held_snapshot_is_not_pending(
     ledger: Ledger, pool: str
 ) -> None:
-    await ledger.apply_snapshot(pool, ledger=210, total=1_000, locked=0, available=1_000,
-                                establish=True)
+    await ledger.apply_snapshot(
+        pool, ledger=210, total=1_000, locked=0, available=1_000, establish=True
+    )
     await ledger.reserve(pool, "L1", "alice", 300, ttl_ms=60_000, borrower_limit=BIG)
     # The watcher saw the settlement at ledger 209 after a snapshot at 210 that includes it.
     await ledger.apply_snapshot(pool, ledger=210, total=1_000, locked=300, available=700)
@@ -78,8 +79,9 @@ async def test_unknown_pool_stays_closed_until_established(
     assert restored == RestoreResult(outcome="restored", overcommit=0)
     again = await ledger.reserve(pool, "L2", "bob", 1, ttl_ms=60_000, borrower_limit=BIG)
     assert isinstance(again, UnknownPool)  # restore alone does not open the pool
-    await ledger.apply_snapshot(pool, ledger=300, total=1_000, locked=0, available=1_000,
-                                establish=True)
+    await ledger.apply_snapshot(
+        pool, ledger=300, total=1_000, locked=0, available=1_000, establish=True
+    )
     status = await ledger.status(pool)
     assert (status.known, status.reserved, status.available) == (True, 600, 400)
     refused_big = await ledger.reserve(pool, "L2", "bob", 401, ttl_ms=60_000, borrower_limit=BIG)

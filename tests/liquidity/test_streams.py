@@ -16,8 +16,11 @@ async def test_audit_pages_newest_first_without_repeats(ledger: Ledger, pool: st
     loans = [e.loan_id for e in page1 + page2 + page3]
     assert loans == ["L6", "L5", "L4", "L3", "L2", "L1", "L0", None]
     assert page3[-1].action == "snapshot"
-    assert [e.reserved_after for e in page1] == [sum(range(10, 17)), sum(range(10, 16)),
-                                                 sum(range(10, 15))]
+    assert [e.reserved_after for e in page1] == [
+        sum(range(10, 17)),
+        sum(range(10, 16)),
+        sum(range(10, 15)),
+    ]
 
 
 async def test_blocked_records_every_refusal(ledger: Ledger, pool: str) -> None:
@@ -29,7 +32,9 @@ async def test_blocked_records_every_refusal(ledger: Ledger, pool: str) -> None:
     await ledger.reserve(pool, "F", "alice", 5, ttl_ms=60_000, borrower_limit=BIG)
     entries = await ledger.blocked(pool)
     assert [(e.loan_id, e.reason) for e in entries] == [
-        ("F", "frozen"), ("B", "borrower_limit_exceeded"), ("I", "insufficient"),
+        ("F", "frozen"),
+        ("B", "borrower_limit_exceeded"),
+        ("I", "insufficient"),
         ("U", "unknown_pool"),
     ]
     older = await ledger.blocked(pool, count=2, before=entries[1].id)

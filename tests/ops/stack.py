@@ -44,14 +44,18 @@ class Samples:
 
     def value(self, name: str, **labels: str) -> float:
         """The sum over the samples of `name` whose labels include `labels`."""
-        found = [v for n, lab, v in self.rows
-                 if n == name and all(lab.get(k) == w for k, w in labels.items())]
+        found = [
+            v
+            for n, lab, v in self.rows
+            if n == name and all(lab.get(k) == w for k, w in labels.items())
+        ]
         assert found, f"no sample {name}{labels} in the scrape"
         return sum(found)
 
     def has(self, name: str, **labels: str) -> bool:
-        return any(n == name and all(lab.get(k) == w for k, w in labels.items())
-                   for n, lab, _ in self.rows)
+        return any(
+            n == name and all(lab.get(k) == w for k, w in labels.items()) for n, lab, _ in self.rows
+        )
 
 
 @dataclass
@@ -64,8 +68,9 @@ class OpsStack:
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def http(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.api_url, timeout=30,
-                                 headers={"Authorization": f"Bearer {self.api_key}"})
+        return httpx.AsyncClient(
+            base_url=self.api_url, timeout=30, headers={"Authorization": f"Bearer {self.api_key}"}
+        )
 
     async def scrape(self, process: str) -> Samples:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -94,8 +99,9 @@ async def _wait(what: str, probe: Any, within: float, procs: dict[str, Proc]) ->
 
 
 @asynccontextmanager
-async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
-                    **overrides: Any) -> AsyncIterator[OpsStack]:
+async def ops_stack(
+    temporal_env: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
+) -> AsyncIterator[OpsStack]:
     """Start api, worker and watcher for `pool` (already deployed); settings `overrides` apply
     to all three. Stopped by their PIDs, keys deleted, on exit."""
     from api.auth.keys import ApiKeyStore
@@ -105,7 +111,9 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
     settings = stack_settings(
-        temporal_env.client.service_client.config.target_host, devnet, prefix=prefix,
+        temporal_env.client.service_client.config.target_host,
+        devnet,
+        prefix=prefix,
         task_queue=f"ops-{uuid.uuid4().hex[:8]}",
     )
     ports = {name: free_port() for name in ("api", "worker", "watcher")}
@@ -129,7 +137,9 @@ async def ops_stack(temporal_env: Any, devnet: Any, redis: Any, pool: Any,
         await chain.close()
 
     stack = OpsStack(
-        settings=settings, pool=pool, api_url=f"http://127.0.0.1:{settings.api_port}",
+        settings=settings,
+        pool=pool,
+        api_url=f"http://127.0.0.1:{settings.api_port}",
         metrics_urls={n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()},
     )
     _, stack.api_key = await ApiKeyStore(redis, prefix=prefix).create("tests/ops", SCOPES)

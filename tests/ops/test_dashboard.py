@@ -29,8 +29,13 @@ from tests.saga.procs import Proc
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".run" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-FIGURES = {"total": "total", "locked": "locked", "reserved": "reserved",
-           "available": "available", "pending": "pending_commits"}
+FIGURES = {
+    "total": "total",
+    "locked": "locked",
+    "reserved": "reserved",
+    "available": "available",
+    "pending": "pending_commits",
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +43,9 @@ async def stack(temporal_env: Any, devnet: Any) -> AsyncIterator[OpsStack]:
     redis = aioredis.from_url(REDIS_URL, decode_responses=True)
     pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT)
     try:
-        async with ops_stack(temporal_env, devnet, redis, pool,
-                             history_interval_seconds=1) as running:
+        async with ops_stack(
+            temporal_env, devnet, redis, pool, history_interval_seconds=1
+        ) as running:
             yield running
     finally:
         await redis.aclose()
@@ -57,13 +63,17 @@ def chromium() -> str:
 async def page(chromium: str) -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=chromium, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
         context = await browser.new_context(viewport={"width": 1500, "height": 1100})
         # Offline: any request to another origin would be an asset fetched from elsewhere.
         foreign: list[str] = []
-        context.on("request", lambda r: foreign.append(r.url)
-                   if not r.url.startswith("http://127.0.0.1") else None)
+        context.on(
+            "request",
+            lambda r: foreign.append(r.url) if not r.url.startswith("http://127.0.0.1") else None,
+        )
         tab = await context.new_page()
         errors: list[str] = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
@@ -73,8 +83,7 @@ async def page(chromium: str) -> AsyncIterator[Any]:
         await browser.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     within: float = 20) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 20) -> None:
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
@@ -91,8 +100,7 @@ async def sign_in(page: Any, url: str, key: str) -> None:
 
 async def page_figures(page: Any, pool_id: str) -> dict[str, str]:
     section = page.locator(f'section[data-pool="{pool_id}"]')
-    return {name: await section.locator(f'[data-figure="{name}"]').inner_text()
-            for name in FIGURES}
+    return {name: await section.locator(f'[data-figure="{name}"]').inner_text() for name in FIGURES}
 
 
 async def api_figures(http: httpx.AsyncClient, pool_id: str) -> dict[str, str]:
@@ -111,8 +119,9 @@ async def test_wrong_key_shows_an_error_and_keeps_nothing(stack: OpsStack, page:
     await page.screenshot(path=str(SHOTS / "dashboard-wrong-key.png"), full_page=True)
 
 
-async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
-                                                     devnet: Any) -> None:
+async def test_operator_follows_a_loan_and_a_refusal(
+    stack: OpsStack, page: Any, devnet: Any
+) -> None:
     pool = stack.pool.pool_id
     key = stack.settings.admin_token
     await sign_in(page, stack.api_url, key)
@@ -124,6 +133,7 @@ async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
     assert (await page.context.cookies()) == []
 
     async with stack.http() as http:
+
         async def figures_match() -> bool:
             return await page_figures(page, pool) == await api_figures(http, pool)
 
@@ -132,11 +142,16 @@ async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
         await page.screenshot(path=str(SHOTS / "dashboard-signed-in.png"), full_page=True)
 
         vendor = await new_funded_keypair(devnet.rpc_url)
-        borrower = await new_funded_keypair(devnet.rpc_url, token_id=stack.pool.token_id,
-                                            token_amount=1_000 * UNIT)
-        opened = await http.post("/v1/loans", json=loan_body(
-            pool, borrower.public_key, vendor.public_key, total="50", guarantee="10"),
-            headers={"Idempotency-Key": f"dash-{uuid.uuid4()}"})
+        borrower = await new_funded_keypair(
+            devnet.rpc_url, token_id=stack.pool.token_id, token_amount=1_000 * UNIT
+        )
+        opened = await http.post(
+            "/v1/loans",
+            json=loan_body(
+                pool, borrower.public_key, vendor.public_key, total="50", guarantee="10"
+            ),
+            headers={"Idempotency-Key": f"dash-{uuid.uuid4()}"},
+        )
         assert opened.status_code == 201, opened.text
         loan = opened.json()
         row = section.locator(f'tr[data-reservation="{loan["loan_id"]}"]')
@@ -148,27 +163,33 @@ async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
         assert (await page_figures(page, pool))["reserved"] == "40"
         await page.screenshot(path=str(SHOTS / "dashboard-reserved.png"), full_page=True)
 
-        signed = sign_envelope(loan["funding"]["xdr"], borrower.secret,
-                               stack.settings.network_passphrase)
-        sent = await http.post(f"/v1/loans/{loan['loan_id']}/submit",
-                               json={"signed_xdr": signed})
+        signed = sign_envelope(
+            loan["funding"]["xdr"], borrower.secret, stack.settings.network_passphrase
+        )
+        sent = await http.post(f"/v1/loans/{loan['loan_id']}/submit", json={"signed_xdr": signed})
         assert sent.status_code == 202, sent.text
         await wait_state(http, loan["loan_id"], {"funded"})
         await row.wait_for(state="detached", timeout=20_000)
         await eventually(figures_match, "the figures after funding")
         assert (await page_figures(page, pool))["locked"] == "40"
 
-        other = await new_funded_keypair(devnet.rpc_url, token_id=stack.pool.token_id,
-                                         token_amount=1_000 * UNIT)
-        refused = await http.post("/v1/loans", json=loan_body(
-            pool, other.public_key, vendor.public_key, total="100", guarantee="20"),
-            headers={"Idempotency-Key": f"dash-{uuid.uuid4()}"})
+        other = await new_funded_keypair(
+            devnet.rpc_url, token_id=stack.pool.token_id, token_amount=1_000 * UNIT
+        )
+        refused = await http.post(
+            "/v1/loans",
+            json=loan_body(pool, other.public_key, vendor.public_key, total="100", guarantee="20"),
+            headers={"Idempotency-Key": f"dash-{uuid.uuid4()}"},
+        )
         assert refused.status_code == 409, refused.text
         details = refused.json()["error"]["details"]
         blocked = section.locator(f'tr[data-blocked="{details["loan_id"]}"]')
         await blocked.wait_for(state="visible", timeout=20_000)
-        assert await blocked.locator('[data-field="shortage"]').inner_text() == details[
-            "shortage"] == "20"
+        assert (
+            await blocked.locator('[data-field="shortage"]').inner_text()
+            == details["shortage"]
+            == "20"
+        )
         assert "insufficient" in await blocked.inner_text()
 
     # The chart has the watcher's samples; the audit tail and reconciliation cards render.
@@ -181,8 +202,10 @@ async def test_operator_follows_a_loan_and_a_refusal(stack: OpsStack, page: Any,
 
 async def _chart_points(page: Any, pool: str) -> bool:
     chart = page.locator(f'section[data-pool="{pool}"] [data-testid="chart"]')
-    return int(await chart.get_attribute("data-points") or 0) >= 2 and await chart.locator(
-        'polyline[data-series="available"]').count() == 1
+    return (
+        int(await chart.get_attribute("data-points") or 0) >= 2
+        and await chart.locator('polyline[data-series="available"]').count() == 1
+    )
 
 
 async def test_a_ledger_that_is_down_shows_an_error_not_a_blank_page(
@@ -195,6 +218,7 @@ async def test_a_ledger_that_is_down_shows_an_error_not_a_blank_page(
     api = Proc("api", settings, argv=["-m", "api"])
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
+
         async def up() -> bool:
             try:
                 async with httpx.AsyncClient(timeout=2) as http:

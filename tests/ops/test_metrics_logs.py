@@ -45,13 +45,26 @@ class Run:
     reserved_details: str = ""
 
 
-async def _open(http: httpx.AsyncClient, pool_id: str, borrower: str, vendor: str,
-                funded_units: int, **extra: Any) -> httpx.Response:
+async def _open(
+    http: httpx.AsyncClient,
+    pool_id: str,
+    borrower: str,
+    vendor: str,
+    funded_units: int,
+    **extra: Any,
+) -> httpx.Response:
     total = Decimal(funded_units) * Decimal("1.25")  # a 20 % guarantee, the policy's minimum
-    body = loan_body(pool_id, borrower, vendor, total=format(total.normalize(), "f"),
-                     guarantee=format((total - funded_units).normalize(), "f"), **extra)
-    return await http.post("/v1/loans", json=body,
-                           headers={"Idempotency-Key": f"ops-{uuid.uuid4()}"})
+    body = loan_body(
+        pool_id,
+        borrower,
+        vendor,
+        total=format(total.normalize(), "f"),
+        guarantee=format((total - funded_units).normalize(), "f"),
+        **extra,
+    )
+    return await http.post(
+        "/v1/loans", json=body, headers={"Idempotency-Key": f"ops-{uuid.uuid4()}"}
+    )
 
 
 async def _current_details(client: Any, loan_id: str) -> str:
@@ -66,47 +79,57 @@ async def run(temporal_env: Any, devnet: Any) -> AsyncIterator[Run]:
     rpc, phrase = devnet.rpc_url, devnet.passphrase
     # A one-ledger event window: whatever changed the pool more than a ledger before a
     # reconciliation cannot be explained by events, so the second run below finds drift.
-    async with ops_stack(temporal_env, devnet, redis, pool, reconcile_event_window_ledgers=1,
-                         history_interval_seconds=1) as stack:
+    async with ops_stack(
+        temporal_env,
+        devnet,
+        redis,
+        pool,
+        reconcile_event_window_ledgers=1,
+        history_interval_seconds=1,
+    ) as stack:
         result = Run(stack, Ledger(redis, prefix=stack.settings.ledger_prefix))
         vendor = await new_funded_keypair(rpc)
-        borrowers = [await new_funded_keypair(rpc, token_id=pool.token_id,
-                                              token_amount=1_000 * UNIT) for _ in range(4)]
+        borrowers = [
+            await new_funded_keypair(rpc, token_id=pool.token_id, token_amount=1_000 * UNIT)
+            for _ in range(4)
+        ]
         async with stack.http() as http:
             baseline = await http.post("/v1/admin/reconcile", json={})
             assert baseline.status_code == 200, baseline.text
 
             # funded: opened, signed, relayed, settled
-            opened = await _open(http, pool.pool_id, borrowers[0].public_key,
-                                 vendor.public_key, 40)
+            opened = await _open(http, pool.pool_id, borrowers[0].public_key, vendor.public_key, 40)
             assert opened.status_code == 201, opened.text
             funded = opened.json()
             result.loans["funded"] = funded["loan_id"]
-            result.reserved_details = await _current_details(
-                temporal_env.client, funded["loan_id"])
+            result.reserved_details = await _current_details(temporal_env.client, funded["loan_id"])
             signed = sign_envelope(funded["funding"]["xdr"], borrowers[0].secret, phrase)
-            sent = await http.post(f"/v1/loans/{funded['loan_id']}/submit",
-                                   json={"signed_xdr": signed})
+            sent = await http.post(
+                f"/v1/loans/{funded['loan_id']}/submit", json={"signed_xdr": signed}
+            )
             assert sent.status_code == 202, sent.text
             await wait_state(http, funded["loan_id"], {"funded"})
 
             # refused: more than the pool has
-            refused = await _open(http, pool.pool_id, borrowers[1].public_key,
-                                  vendor.public_key, 90)
+            refused = await _open(
+                http, pool.pool_id, borrowers[1].public_key, vendor.public_key, 90
+            )
             assert refused.status_code == 409, refused.text
             result.loans["refused"] = refused.json()["error"]["details"]["loan_id"]
 
             # expired: a five-second reservation nobody signs
-            short = await _open(http, pool.pool_id, borrowers[2].public_key,
-                                vendor.public_key, 10, ttl_seconds=5)
+            short = await _open(
+                http, pool.pool_id, borrowers[2].public_key, vendor.public_key, 10, ttl_seconds=5
+            )
             assert short.status_code == 201, short.text
             result.loans["expired"] = short.json()["loan_id"]
             await wait_state(http, result.loans["expired"], {"expired"}, within=60)
 
             # drift: LP liquidity deposited on chain, older than the event window by the run
             lp = await new_funded_keypair(rpc, token_id=pool.token_id, token_amount=7 * UNIT)
-            assert (await deposit(rpc, phrase, pool.pool_id, lp.secret, 7 * UNIT)).status == \
-                "success"
+            assert (
+                await deposit(rpc, phrase, pool.pool_id, lp.secret, 7 * UNIT)
+            ).status == "success"
             await asyncio.sleep(2.5)
             reconciled = await http.post("/v1/admin/reconcile", json={})
             assert reconciled.status_code == 200, reconciled.text
@@ -115,8 +138,7 @@ async def run(temporal_env: Any, devnet: Any) -> AsyncIterator[Run]:
             assert report["froze"], report  # drift above the threshold (0) froze the pool
 
             # refused again: the pool is frozen
-            frozen = await _open(http, pool.pool_id, borrowers[3].public_key,
-                                 vendor.public_key, 5)
+            frozen = await _open(http, pool.pool_id, borrowers[3].public_key, vendor.public_key, 5)
             assert frozen.status_code == 423, frozen.text
             result.loans["frozen"] = frozen.json()["error"]["details"]["loan_id"]
 
@@ -139,19 +161,26 @@ async def test_api_exports_requests_pool_figures_and_drift(run: Run) -> None:
     assert api.value("http_requests_total", route=loans, method="POST", status="409") == 1
     assert api.value("http_requests_total", route=loans, method="POST", status="423") == 1
     assert api.value("http_request_duration_seconds_count", route=loans, method="POST") == 4
-    assert api.value("http_requests_total", route="/v1/loans/{loan_id}/submit",
-                     status="202") == 1
+    assert api.value("http_requests_total", route="/v1/loans/{loan_id}/submit", status="202") == 1
     assert api.families["http_request_duration_seconds"] == "histogram"
 
     # Pool figures equal the ledger's, as GET /v1/pools/{id}/liquidity reports them.
     liq = run.liquidity
     status = await run.ledger.status(pool)
-    figures = {"total": status.total, "locked": status.locked, "reserved": status.reserved,
-               "available": status.available, "pending": status.pending_commits}
+    figures = {
+        "total": status.total,
+        "locked": status.locked,
+        "reserved": status.reserved,
+        "available": status.available,
+        "pending": status.pending_commits,
+    }
     for figure, value in figures.items():
         assert api.value("pool_liquidity_stroops", pool=pool, figure=figure) == value, figure
-    assert figures["total"] == stroops(liq["total"]) and figures["locked"] == stroops(
-        liq["locked"]) and figures["available"] == stroops(liq["available"])
+    assert (
+        figures["total"] == stroops(liq["total"])
+        and figures["locked"] == stroops(liq["locked"])
+        and figures["available"] == stroops(liq["available"])
+    )
     assert figures["locked"] == 40 * UNIT  # the funded loan
     assert api.value("pool_active_reservations", pool=pool) == liq["active_reservations"] == 0
     assert api.value("pool_frozen", pool=pool) == 1 and liq["frozen"] is True
@@ -164,7 +193,8 @@ async def test_api_exports_requests_pool_figures_and_drift(run: Run) -> None:
     assert api.value("reconcile_drift_stroops", pool=pool, **{"class": "locked"}) == drift_locked
     assert api.value("reconcile_drift_stroops", pool=pool, **{"class": "total"}) == drift_total
     assert api.value("reconcile_last_success_timestamp_seconds", pool=pool) == pytest.approx(
-        run.report["at_ms"] / 1000)
+        run.report["at_ms"] / 1000
+    )
     # The API's Temporal client reports through the SDK runtime too.
     assert api.value("temporal_sdk_metrics_up") == 1
     assert api.has("temporal_request_total")
@@ -176,12 +206,16 @@ async def test_worker_exports_loan_and_ledger_metrics_through_the_sdk_meter(run:
     audit = await run.ledger.audit(pool, count=1000)
     blocked = await run.ledger.blocked(pool, count=1000)
     reserves = [e for e in audit if e.action == "reserve"]
-    assert worker.value("ledger_reserve_total", pool=pool, outcome="reserved") == len(
-        reserves) == 2
+    assert worker.value("ledger_reserve_total", pool=pool, outcome="reserved") == len(reserves) == 2
     assert worker.value("ledger_reserve_total", pool=pool, outcome="insufficient") == 1
     assert worker.value("ledger_reserve_total", pool=pool, outcome="frozen") == 1
-    refused = sum(v for n, lab, v in worker.rows if n == "ledger_reserve_total"
-                  and lab.get("pool") == pool and lab["outcome"] not in ("reserved", "replayed"))
+    refused = sum(
+        v
+        for n, lab, v in worker.rows
+        if n == "ledger_reserve_total"
+        and lab.get("pool") == pool
+        and lab["outcome"] not in ("reserved", "replayed")
+    )
     assert refused == len(blocked) == 2
 
     assert worker.value("loans_finished_total", state="funded") == 1
@@ -189,8 +223,7 @@ async def test_worker_exports_loan_and_ledger_metrics_through_the_sdk_meter(run:
     assert worker.value("loans_finished_total", state="refused") == 2
     assert worker.families["loan_open_duration_seconds"] == "histogram"
     assert worker.value("loan_open_duration_seconds_count", outcome="offered") == 2
-    assert worker.value("loan_open_duration_seconds_count",
-                        outcome="insufficient_liquidity") == 1
+    assert worker.value("loan_open_duration_seconds_count", outcome="insufficient_liquidity") == 1
     assert worker.value("loan_open_duration_seconds_count", outcome="pool_frozen") == 1
     assert worker.value("loan_settlement_duration_seconds_count") == 1
     assert worker.value("loan_settlement_duration_seconds_sum") > 0
@@ -255,8 +288,9 @@ async def test_every_log_line_is_json_and_a_loan_is_found_by_its_id(run: Run) ->
     assert any(line.get("tx_hash") for line in worker)
     watcher = [line for line in logs["watcher"] if line.get("loan_id") == funded]
     assert watcher and all(line["tx_hash"] and line["pool_id"] for line in watcher)
-    expired = [line.get("state") for line in logs["worker"]
-               if line.get("loan_id") == run.loans["expired"]]
+    expired = [
+        line.get("state") for line in logs["worker"] if line.get("loan_id") == run.loans["expired"]
+    ]
     assert "expired" in expired
     # No field is ever null: absent or set.
     for lines in logs.values():
@@ -290,11 +324,49 @@ async def test_loan_workflows_carry_summary_and_details(run: Run, temporal_env: 
 # ---- Grafana and Prometheus files ----------------------------------------------------------
 
 PROMQL_WORDS = {
-    "sum", "by", "rate", "increase", "irate", "max", "min", "avg", "count", "absent", "or", "and",
-    "unless", "on", "ignoring", "group_left", "group_right", "without", "histogram_quantile",
-    "time", "offset", "bool", "le", "vector", "clamp_min", "clamp_max", "abs", "delta",
-    "max_over_time", "min_over_time", "avg_over_time", "last_over_time", "topk", "bottomk",
-    "label_replace", "changes", "resets", "deriv", "sort", "sort_desc", "inf", "nan", "scalar",
+    "sum",
+    "by",
+    "rate",
+    "increase",
+    "irate",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "absent",
+    "or",
+    "and",
+    "unless",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "without",
+    "histogram_quantile",
+    "time",
+    "offset",
+    "bool",
+    "le",
+    "vector",
+    "clamp_min",
+    "clamp_max",
+    "abs",
+    "delta",
+    "max_over_time",
+    "min_over_time",
+    "avg_over_time",
+    "last_over_time",
+    "topk",
+    "bottomk",
+    "label_replace",
+    "changes",
+    "resets",
+    "deriv",
+    "sort",
+    "sort_desc",
+    "inf",
+    "nan",
+    "scalar",
 }
 
 
@@ -302,8 +374,9 @@ def _metric_names(expr: str) -> set[str]:
     """Metric names an expression selects: identifiers that are not functions, keywords, label
     names inside {...} / by (...), or durations."""
     stripped = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    stripped = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "",
-                      stripped)
+    stripped = re.sub(
+        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", stripped
+    )
     stripped = re.sub(r"\[[^\]]*\]", "", stripped)  # ranges
     stripped = re.sub(r'"[^"]*"', "", stripped)
     names = set(re.findall(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*", stripped))
@@ -330,14 +403,25 @@ async def test_dashboard_and_alert_rules_reference_only_exported_metrics(run: Ru
     missing = referenced - exported
     assert not missing, f"not exported by any process: {sorted(missing)}"
     # the figures the dashboard and the alerts are about
-    assert {"pool_liquidity_stroops", "pool_frozen", "reconcile_drift_stroops",
-            "watcher_lag_ledgers", "temporal_num_pollers", "ledger_reserve_total"} <= referenced
+    assert {
+        "pool_liquidity_stroops",
+        "pool_frozen",
+        "reconcile_drift_stroops",
+        "watcher_lag_ledgers",
+        "temporal_num_pollers",
+        "ledger_reserve_total",
+    } <= referenced
 
 
 def test_alert_rules_cover_what_operators_must_hear_about() -> None:
     rules = {rule["alert"]: rule for rule in _alert_rules()}
-    assert {"PoolFrozen", "ReconcilerDrift", "WatcherLagging", "NoWorkerPolling",
-            "ReservationsRefusedUnknownPool"} <= set(rules)
+    assert {
+        "PoolFrozen",
+        "ReconcilerDrift",
+        "WatcherLagging",
+        "NoWorkerPolling",
+        "ReservationsRefusedUnknownPool",
+    } <= set(rules)
     assert "pool_frozen" in rules["PoolFrozen"]["expr"]
     assert "reconcile_drift_stroops" in rules["ReconcilerDrift"]["expr"]
     assert re.search(r"watcher_lag_ledgers\)?\s*>\s*\d+", rules["WatcherLagging"]["expr"])

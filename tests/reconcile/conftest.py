@@ -58,13 +58,21 @@ class World:
         return report
 
     async def open(
-        self, borrower: Any, vendor: Any, funded: int, *, ttl: int | None = None,
+        self,
+        borrower: Any,
+        vendor: Any,
+        funded: int,
+        *,
+        ttl: int | None = None,
         task_queue: str | None = None,
     ) -> tuple[str, OpenResult]:
         return await open_test_loan(
-            self.stack.client, task_queue or self.settings.task_queue,
-            pool_id=self.pool_id, creditline_id=self.pool.creditline_id,
-            terms=terms_for(borrower.public_key, vendor.public_key, funded), ttl_seconds=ttl,
+            self.stack.client,
+            task_queue or self.settings.task_queue,
+            pool_id=self.pool_id,
+            creditline_id=self.pool.creditline_id,
+            terms=terms_for(borrower.public_key, vendor.public_key, funded),
+            ttl_seconds=ttl,
         )
 
     def spawn(self, script: str, settings: Any) -> Proc:
@@ -82,7 +90,9 @@ class World:
 async def world(saga_stack: Any, devnet: Any, deploy_pool: Any) -> AsyncIterator[World]:
     prefix = f"test-recon-{uuid.uuid4().hex[:10]}"
     settings = stack_settings(
-        saga_stack.settings.temporal_address, devnet, prefix=prefix,
+        saga_stack.settings.temporal_address,
+        devnet,
+        prefix=prefix,
         task_queue=f"recon-{uuid.uuid4().hex[:8]}",
     )
     clients = Clients.build(settings, saga_stack.redis, saga_stack.chain)

@@ -20,7 +20,9 @@ async def test_external_loan_repayments_overcommit_and_unexplained_drift_freeze(
     w = world
     rpc, phrase = w.settings.rpc_url, w.settings.network_passphrase
     vendor, ours, outsider = (
-        await new_borrower(), await new_borrower(w.pool), await new_borrower(w.pool)
+        await new_borrower(),
+        await new_borrower(w.pool),
+        await new_borrower(w.pool),
     )
     await w.reconcile()  # baseline
 
@@ -29,8 +31,11 @@ async def test_external_loan_repayments_overcommit_and_unexplained_drift_freeze(
 
     # Around the API: 50 units funded straight on chain, although 60 of 100 are reserved.
     direct = await create_loan_direct(
-        rpc, phrase, w.pool.creditline_id,
-        terms_for(outsider.public_key, vendor.public_key, 50 * UNIT), outsider.secret,
+        rpc,
+        phrase,
+        w.pool.creditline_id,
+        terms_for(outsider.public_key, vendor.public_key, 50 * UNIT),
+        outsider.secret,
     )
     assert direct.status == "success" and direct.chain_loan_id is not None, direct
     report = await w.reconcile()

@@ -76,9 +76,7 @@ async def test_the_funding_of_a_restored_loan_is_its_own_in_the_explanation(
     await w.stack.redis.delete(f"{w.settings.ledger_prefix}:tx:{offer.funding.tx_hash}")
     await w.reconcile()  # re-maps the open loan's funding hash
     assert (await w.tx_index.lookup(offer.funding.tx_hash)).loan_id == loan_id
-    sent = await w.stack.chain.submit(
-        signed(offer, borrower.secret, w.settings.network_passphrase)
-    )
+    sent = await w.stack.chain.submit(signed(offer, borrower.secret, w.settings.network_passphrase))
     assert (await wait_for_tx(w.stack.chain, sent.tx_hash, 15)).status == "success"
     report = await w.reconcile()
     assert report.explanation is not None

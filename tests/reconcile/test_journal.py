@@ -27,7 +27,9 @@ async def test_journal_keeps_live_entries_across_continue_as_new(temporal_env):
     wid = f"loan-journal-{task_queue}-0"
     async with Worker(client, task_queue=task_queue, workflows=[LoanJournalWorkflow]):
         first = await client.start_workflow(
-            LoanJournalWorkflow.run, JournalState(max_history_events=10), id=wid,
+            LoanJournalWorkflow.run,
+            JournalState(max_history_events=10),
+            id=wid,
             task_queue=task_queue,
         )
         live = int(time.time() * 1000) + 600_000
@@ -60,5 +62,3 @@ async def test_recorded_journal_history_replays():
     await Replayer(
         workflows=[LoanJournalWorkflow], data_converter=pydantic_data_converter
     ).replay_workflow(history)
-
-

@@ -21,14 +21,16 @@ async def test_killed_worker_expired_swept_and_orphans_released(world: World, ne
     worker = w.spawn("worker.py", loans_settings)
     vendor = await new_borrower()
     short_b, long_b = await new_borrower(w.pool), await new_borrower(w.pool)
-    short_id, short = await w.open(short_b, vendor, 10 * UNIT, ttl=2,
-                                   task_queue=loans_settings.task_queue)
+    short_id, short = await w.open(
+        short_b, vendor, 10 * UNIT, ttl=2, task_queue=loans_settings.task_queue
+    )
     long_id, long_ = await w.open(long_b, vendor, 20 * UNIT, task_queue=loans_settings.task_queue)
     assert isinstance(short, LoanOffer) and isinstance(long_, LoanOffer)
     # A reservation nobody owns (its workflow does not exist, e.g. long gone from retention).
     ghost = f"ghost-{uuid.uuid4().hex}"
-    await w.ledger.reserve(w.pool_id, ghost, long_b.public_key, 5 * UNIT, ttl_ms=600_000,
-                           borrower_limit=10**15)
+    await w.ledger.reserve(
+        w.pool_id, ghost, long_b.public_key, 5 * UNIT, ttl_ms=600_000, borrower_limit=10**15
+    )
     worker.kill()
     await asyncio.sleep(HOLD_S + 0.5)
 
@@ -43,10 +45,10 @@ async def test_killed_worker_expired_swept_and_orphans_released(world: World, ne
     report = await w.reconcile()
     assert report.orphans_released == [long_id] and report.swept == []
     assert (report.reserved, report.active_reservations) == (0, 0)
-    reasons = {e.loan_id: e.reason for e in await w.ledger.audit(w.pool_id)
-               if e.action == "release"}
-    assert reasons == {ghost: "orphan: no loan workflow",
-                       long_id: "orphan: loan workflow closed"}
+    reasons = {
+        e.loan_id: e.reason for e in await w.ledger.audit(w.pool_id) if e.action == "release"
+    }
+    assert reasons == {ghost: "orphan: no loan workflow", long_id: "orphan: loan workflow closed"}
 
     # The restarted worker resumes the short loan: past its hold, nothing landed -> EXPIRED.
     w.spawn("worker.py", loans_settings)
@@ -71,17 +73,22 @@ async def test_concurrent_runs_release_each_orphan_once_and_keep_live_loans(
         assert isinstance(offer, LoanOffer)
         live.append(loan_id)
     ghosts = [f"ghost-{uuid.uuid4().hex}" for _ in range(30)]
-    await asyncio.gather(*(
-        w.ledger.reserve(w.pool_id, g, f"G-{i % 4}", UNIT, ttl_ms=600_000, borrower_limit=10**15)
-        for i, g in enumerate(ghosts)
-    ))
+    await asyncio.gather(
+        *(
+            w.ledger.reserve(
+                w.pool_id, g, f"G-{i % 4}", UNIT, ttl_ms=600_000, borrower_limit=10**15
+            )
+            for i, g in enumerate(ghosts)
+        )
+    )
     assert (await w.ledger.status(w.pool_id)).reserved == 45 * UNIT
 
     first, second = await asyncio.gather(w.reconcile(), w.reconcile())
     released = first.orphans_released + second.orphans_released
     assert sorted(released) == sorted(ghosts)  # each exactly once, between the two runs
-    releases = [e.loan_id for e in await w.ledger.audit(w.pool_id, count=1000)
-                if e.action == "release"]
+    releases = [
+        e.loan_id for e in await w.ledger.audit(w.pool_id, count=1000) if e.action == "release"
+    ]
     assert sorted(releases) == sorted(ghosts)
     status = await w.ledger.status(w.pool_id)
     assert (status.reserved, status.active_reservations) == (15 * UNIT, 3)

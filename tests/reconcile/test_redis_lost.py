@@ -55,7 +55,8 @@ async def test_lost_pool_is_refused_then_rebuilt_from_the_open_loans(world: Worl
     for loan_id in open_ids[:2]:
         # Same amount and borrower; the hold never ends earlier than the original one.
         assert (restored[loan_id].amount, restored[loan_id].borrower) == (
-            held[loan_id].amount, held[loan_id].borrower
+            held[loan_id].amount,
+            held[loan_id].borrower,
         )
         assert restored[loan_id].hold_until_ms >= held[loan_id].hold_until_ms
 

@@ -33,10 +33,13 @@ async def _describe(client: Any, sid: str, every: timedelta, within: float = 30)
 
 async def test_worker_started_twice_keeps_one_schedule_and_it_runs(world: World):
     w, client = world, world.stack.client
-    settings = w.settings.model_copy(update={
-        "task_queue": f"sched-{uuid.uuid4().hex[:8]}", "reconcile_schedule_enabled": True,
-        "reconcile_interval_seconds": 3600,
-    })
+    settings = w.settings.model_copy(
+        update={
+            "task_queue": f"sched-{uuid.uuid4().hex[:8]}",
+            "reconcile_schedule_enabled": True,
+            "reconcile_interval_seconds": 3600,
+        }
+    )
     sid = schedule_id(settings)
     assert sid == f"reconcile-{settings.task_queue}"
     try:

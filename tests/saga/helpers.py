@@ -77,8 +77,7 @@ async def open_test_loan(
 
 def signed(offer: OpenResult, secret: str, passphrase: str) -> str:
     assert isinstance(offer, LoanOffer), offer
-    return sign_envelope(offer.funding.xdr, secret, passphrase,
-                         expected_hash=offer.funding.tx_hash)
+    return sign_envelope(offer.funding.xdr, secret, passphrase, expected_hash=offer.funding.tx_hash)
 
 
 async def wait_view(

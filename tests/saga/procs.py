@@ -16,14 +16,15 @@ from tests.fixtures.temporal import ROOT, settings_env
 
 class Proc:
     def __init__(
-        self, script: str, settings: Any, extra_env: dict[str, str] | None = None,
+        self,
+        script: str,
+        settings: Any,
+        extra_env: dict[str, str] | None = None,
         argv: list[str] | None = None,
     ) -> None:
         """`script` (a file of the checkout) names the process; `argv` (after the interpreter,
         e.g. ["-m", "api"]) replaces running it as a file."""
-        env = {
-            **os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)
-        }
+        env = {**os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)}
         self._log = tempfile.NamedTemporaryFile(
             prefix=f"{Path(script).stem}-", suffix=".log", delete=False
         )

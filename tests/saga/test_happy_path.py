@@ -15,9 +15,7 @@ from workflows.search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LO
 UNIT = 10_000_000
 
 
-async def test_loan_is_funded_and_ledger_matches_chain(
-    any_saga_stack, deploy_pool, new_borrower
-):
+async def test_loan_is_funded_and_ledger_matches_chain(any_saga_stack, deploy_pool, new_borrower):
     stack = any_saga_stack
     pool = await deploy_pool(liquidity=100 * UNIT)
     await stack.add_pool(pool)

@@ -295,9 +295,7 @@ async def test_second_open_loan_of_one_borrower_is_declined_not_doomed_on_chain(
     assert view.state == LoanState.FUNDED
 
 
-async def test_a_released_loan_frees_the_borrowers_sequence_at_once(
-    saga_stack, pool, new_borrower
-):
+async def test_a_released_loan_frees_the_borrowers_sequence_at_once(saga_stack, pool, new_borrower):
     """Cancelling (or expiry, or an on-chain failure) gives the sequence claim back with the
     reservation, so the borrower's next loan is not declined until the old max_time."""
     stack = saga_stack

@@ -40,9 +40,22 @@ class ApiProc:
         self._log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
         env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            env=env, cwd=tempfile.gettempdir(), stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property
@@ -77,17 +90,23 @@ class ApiProc:
 def _body(pool, borrower, vendor) -> dict:
     terms = terms_for(borrower.public_key, vendor.public_key, FUNDED)
     return {
-        "pool_id": pool.pool_id, "borrower": borrower.public_key, "vendor": vendor.public_key,
+        "pool_id": pool.pool_id,
+        "borrower": borrower.public_key,
+        "vendor": vendor.public_key,
         "total_amount": format_stroops(terms.total_amount),
         "guarantee_amount": format_stroops(terms.guarantee_amount),
-        "repayment_schedule": [{"amount": format_stroops(terms.total_amount),
-                                "due_date": DUE_DATE}],
-        "loan_type": 0, "ttl_seconds": 120,
+        "repayment_schedule": [
+            {"amount": format_stroops(terms.total_amount), "due_date": DUE_DATE}
+        ],
+        "loan_type": 0,
+        "ttl_seconds": 120,
     }
 
 
 async def test_two_workers_two_apis_one_worker_killed_under_load(
-    saga_stack, isolated: Isolated, new_borrower  # noqa: F811
+    saga_stack,
+    isolated: Isolated,  # noqa: F811
+    new_borrower,
 ):
     stack, iso = saga_stack, isolated
     iso.settings.admin_token = ADMIN_TOKEN
@@ -113,7 +132,8 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
             async with httpx.AsyncClient(base_url=api.url, timeout=60) as http:
                 await asyncio.sleep(i * 0.15)
                 resp = await http.post(
-                    "/v1/loans", json=_body(iso.pool, borrower, vendor),
+                    "/v1/loans",
+                    json=_body(iso.pool, borrower, vendor),
                     headers={**auth, "Idempotency-Key": f"scale-{uuid.uuid4()}"},
                 )
                 assert resp.status_code == 201, resp.text
@@ -125,7 +145,8 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
                 # The other API relays the signed envelope.
                 async with httpx.AsyncClient(base_url=apis[(i + 1) % 2].url, timeout=60) as other:
                     sub = await other.post(
-                        f"/v1/loans/{offer['loan_id']}/submit", json={"signed_xdr": xdr},
+                        f"/v1/loans/{offer['loan_id']}/submit",
+                        json={"signed_xdr": xdr},
                         headers=auth,
                     )
                     assert sub.status_code == 202, sub.text
@@ -147,8 +168,9 @@ async def test_two_workers_two_apis_one_worker_killed_under_load(
         assert (status.reserved, status.active_reservations) == (0, 0)  # nothing leaked
         stats = await stack.chain.pool_stats(iso.pool.pool_id)
         assert stats.locked_liquidity == LOANS * FUNDED
-        commits = [e for e in await iso.ledger.audit(iso.pool.pool_id, count=1000)
-                   if e.action == "commit"]
+        commits = [
+            e for e in await iso.ledger.audit(iso.pool.pool_id, count=1000) if e.action == "commit"
+        ]
         assert sorted(e.loan_id for e in commits) == sorted(loan_ids)  # once each
         assert workers[1].proc.poll() is None  # the survivor did the rest
     finally:

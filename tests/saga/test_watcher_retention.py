@@ -129,7 +129,9 @@ async def test_a_watcher_down_longer_than_retention_resumes_from_the_oldest_ledg
         max_time=reserved.expires_at_ms // 1000,
     )
     ref = TxRef(
-        tx_hash=funding.tx_hash, loan_id=loan_id, pool_id=pool.pool_id,
+        tx_hash=funding.tx_hash,
+        loan_id=loan_id,
+        pool_id=pool.pool_id,
         expires_at=funding.max_time,
     )
     owner = await tx_index.claim_funding(
