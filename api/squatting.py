@@ -139,7 +139,7 @@ class SquattingGuard:
             async with gate:
                 try:
                     view = await asyncio.wait_for(
-                        loan_client.loan_view(client, loan_id), PRUNE_TIMEOUT_S
+                        loan_client.recorded_view(client, loan_id), PRUNE_TIMEOUT_S
                     )
                 except Exception:
                     return False  # not known now: keep counting it (errs on refusing)

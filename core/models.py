@@ -61,6 +61,10 @@ class LoanInput(BaseModel):
     terms: LoanTerms
     fingerprint: str  # hash of the canonical request body: same key + other body is refused
     ttl_seconds: int | None = None  # None: settings.reservation_ttl_seconds
+    # When the caller stops waiting for the open (the API's bounded wait). Open steps that only
+    # start later refuse `open_deadline_passed` instead of reserving: the workflow compares it
+    # with workflow.now(), so the decision replays the same. None: no deadline (older runs).
+    open_deadline: datetime | None = None
 
 
 class OpenLoan(BaseModel):
@@ -92,7 +96,13 @@ class LoanOffer(BaseModel):
     request_nonce: str
 
 
-RefusalCode = Literal["insufficient_liquidity", "credit_declined", "pool_frozen", "pool_unknown"]
+RefusalCode = Literal[
+    "insufficient_liquidity",
+    "credit_declined",
+    "pool_frozen",
+    "pool_unknown",
+    "open_deadline_passed",
+]
 
 
 class LoanRefusal(BaseModel):

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "loans"
+    # POST /v1/loans waits this long for the offer or refusal, then answers 503 (Retry-After):
+    # a retry with the same Idempotency-Key gets the loan's outcome. The open steps of a loan
+    # that only start after this deadline refuse (open_deadline_passed) instead of reserving.
+    open_wait_seconds: float = 10.0
+    # Loan reads (GET, and submit/cancel's own reads) come from the workflow's memo through
+    # DescribeWorkflowExecution, which the server answers without a worker: bounded by this.
+    loan_read_timeout_seconds: float = 2.0
+    # ... unless a workflow task is pending (a signal not handled yet): then a query, which
+    # waits for it, is tried for this long first, so a read after a cancel sees the cancel.
+    loan_read_fresh_wait_seconds: float = 0.5
+    # /readyz: a worker counts as polling the task queue if it polled within this. A healthy
+    # idle worker re-polls when its long poll ends (the server holds it up to 60 s), so less
+    # than ~70 s would call an idle worker missing.
+    worker_poll_staleness_seconds: float = 75.0
 
     # Chain (Soroban RPC; the local devnet by default).
     rpc_url: str = "http://127.0.0.1:8000/rpc"

@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         UnknownPool,
     )
 
+    from .loan_memo import initial_view, memo_fields
     from .search_attributes import (
         AMOUNT_STROOPS,
         BORROWER,
@@ -82,6 +83,9 @@ _STATE_WORDS = {
     LoanState.SUBMITTED: "signed transaction relayed; waiting for the chain",
     LoanState.FUNDED: "settled on chain; the reservation is committed",
 }
+
+# workflow.patched id of the memo writes (the view recorded for reads without a worker).
+_MEMO_PATCH = "loan-view-memo"
 
 # Open steps: bounded, because a caller is waiting on the HTTP request.
 _OPEN_RETRY = RetryPolicy(
@@ -103,18 +107,7 @@ class LoanWorkflow:
     @workflow.init
     def __init__(self, loan: LoanInput) -> None:
         self._loan = loan
-        terms = loan.terms
-        self._view = LoanView(
-            loan_id=loan.loan_id,
-            pool_id=loan.pool_id,
-            state=LoanState.ASSESSING,
-            borrower=terms.borrower,
-            vendor=terms.vendor,
-            total_amount=terms.total_amount,
-            guarantee_amount=terms.guarantee_amount,
-            reserved_amount=0,
-            fingerprint=loan.fingerprint,
-        )
+        self._view = initial_view(loan)
         self._offer: LoanOffer | None = None
         self._refusal: LoanRefusal | None = None
         self._open_error: str | None = None
@@ -133,6 +126,8 @@ class LoanWorkflow:
         self._indexed: dict[str, Any] = {
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
         }
+        # Likewise the memo (workflows/loan_memo.py): the starter records the initial view.
+        self._memoized: dict[str, Any] = dict(workflow.memo())
 
     # ---- run ---------------------------------------------------------------------------------
 
@@ -157,6 +152,8 @@ class LoanWorkflow:
     async def _open(self) -> bool:
         """assess -> reserve -> build; True when an offer was made."""
         loan, terms = self._loan, self._loan.terms
+        if self._refuse_if_caller_gone():
+            return False
         try:
             assessment = await workflow.execute_local_activity_method(
                 LoanActivities.assess,
@@ -172,6 +169,8 @@ class LoanWorkflow:
                 self._refuse("credit_declined", "credit declined", details)
                 return False
 
+            if self._refuse_if_caller_gone():
+                return False
             self._reserve_attempted = True
             outcome = await workflow.execute_local_activity_method(
                 LoanActivities.reserve,
@@ -359,6 +358,24 @@ class LoanWorkflow:
         self._view.refusal = self._refusal
         self._set_state(LoanState.REFUSED, f"{code}: {message}")
 
+    def _refuse_if_caller_gone(self) -> bool:
+        """Refuse instead of reserving once the caller's deadline has passed: the API stopped
+        waiting (503, no worker answered in time), so an offer made now would hold liquidity
+        for nobody. Workflow time against a deadline in the input: the same on replay."""
+        deadline = self._loan.open_deadline
+        now = workflow.now()
+        if deadline is None or now <= deadline:
+            return False
+        self._refuse(
+            "open_deadline_passed",
+            "the open started after its caller had stopped waiting; nothing is reserved",
+            {
+                "deadline": deadline.isoformat(),
+                "late_by_ms": int((now - deadline).total_seconds() * 1000),
+            },
+        )
+        return True
+
     def _refuse_reservation(self, result: ReserveResult) -> None:
         match result:
             case Insufficient(available=available, required=required, shortage=shortage):
@@ -491,6 +508,22 @@ class LoanWorkflow:
         if changed:
             workflow.upsert_search_attributes(changed)
             self._indexed.update((u.key.name, u.value) for u in changed)
+        self._record_view()
+
+    def _record_view(self) -> None:
+        """The view in the memo, for reads without a worker (workflows/loan_memo.py). Only the
+        keys that changed: the funding XDR is written once. Patched in: runs recorded before
+        carry no memo commands and must replay without them."""
+        if not workflow.patched(_MEMO_PATCH):
+            return
+        changed = {
+            key: value
+            for key, value in memo_fields(self._view).items()
+            if self._memoized.get(key) != value
+        }
+        if changed:
+            workflow.upsert_memo(changed)
+            self._memoized.update(changed)
 
     # ---- what operators see ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -34,6 +35,7 @@ from core.models import (
 from core.money import format_stroops
 
 from .loan import LoanWorkflow
+from .loan_memo import initial_view, memo_fields, view_from_memo
 from .search_attributes import initial_loan_attributes
 
 
@@ -115,6 +117,8 @@ async def open_loan(
         ),
         static_summary=loan_summary(loan),
         static_details=loan_details(loan),
+        # the view as of the start, readable before any worker has run the loan
+        memo=memo_fields(initial_view(loan)),
     )
     try:
         return await client.execute_update_with_start_workflow(
@@ -155,6 +159,40 @@ async def loan_view(client: Client, loan_id: str) -> LoanView | None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
+
+
+async def recorded_view(
+    client: Client,
+    loan_id: str,
+    *,
+    rpc_timeout: timedelta | None = None,
+    fresh_wait: timedelta | None = None,
+) -> LoanView | None:
+    """The loan's view, or None when no such workflow exists, answered with no worker running.
+
+    Describe (served by the Temporal server alone) gives the view the workflow recorded in its
+    memo (workflows/loan_memo.py) at its last completed workflow task. When the server says a
+    workflow task is pending (a signal not yet handled, e.g. the cancel just sent), the memo
+    may be one step behind, so a query, which waits for that task, is tried for `fresh_wait`;
+    if no worker answers in time, the recorded view is the answer. A run started before the
+    memo existed is queried (that needs a worker)."""
+    handle = loan_handle(client, loan_id)
+    try:
+        description = await handle.describe(rpc_timeout=rpc_timeout)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    view = view_from_memo(await description.memo())
+    if view is None:
+        return await handle.query(LoanWorkflow.status, rpc_timeout=rpc_timeout)
+    pending = description.raw_description.HasField("pending_workflow_task")
+    if pending and fresh_wait is not None and fresh_wait > timedelta(0):
+        try:
+            return await handle.query(LoanWorkflow.status, rpc_timeout=fresh_wait)
+        except (RPCError, WorkflowQueryFailedError):
+            pass  # no worker answered in time: the state as last recorded
+    return view
 
 
 async def _signal_error(client: Client, loan_id: str, exc: RPCError) -> Exception:

@@ -8,7 +8,10 @@ its own, a borrower token gets the same 403 whether the loan exists or not: it l
 
 from __future__ import annotations
 
+import asyncio
+import math
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header
@@ -58,6 +61,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "credit_declined": 422,
     "pool_frozen": 423,
     "pool_unknown": 503,
+    "open_deadline_passed": 503,
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -116,10 +120,17 @@ def _valid_loan_id(loan_id: str) -> str:
         raise ApiError(404, "loan_not_found", "no such loan", {"loan_id": loan_id[:64]}) from None
 
 
-async def _view_or_404(client: Client, loan_id: str) -> LoanView:
+async def _view_or_404(svc: Services, client: Client, loan_id: str) -> LoanView:
+    """The loan as its workflow last recorded it: served by Temporal with no worker running."""
     loan_id = _valid_loan_id(loan_id)
+    settings = svc.settings
     try:
-        view = await loan_client.loan_view(client, loan_id)
+        view = await loan_client.recorded_view(
+            client,
+            loan_id,
+            rpc_timeout=timedelta(seconds=settings.loan_read_timeout_seconds),
+            fresh_wait=timedelta(seconds=settings.loan_read_fresh_wait_seconds),
+        )
     except RPCError as exc:
         raise _temporal_down(exc) from exc
     if view is None:
@@ -132,13 +143,15 @@ async def _view_or_404(client: Client, loan_id: str) -> LoanView:
     return view
 
 
-async def _view_for(caller: Principal, client: Client, loan_id: str, scope: str) -> LoanView:
+async def _view_for(
+    caller: Principal, svc: Services, client: Client, loan_id: str, scope: str
+) -> LoanView:
     """The loan, if this caller may act on it with `scope`'s rights."""
     if caller.account is None:
         require_scope(caller, scope)
-        return await _view_or_404(client, loan_id)
+        return await _view_or_404(svc, client, loan_id)
     try:
-        view = await _view_or_404(client, loan_id)
+        view = await _view_or_404(svc, client, loan_id)
     except ApiError as exc:
         if exc.status != 404:
             raise
@@ -204,7 +217,9 @@ async def open_loan(
     bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
+    wait_s = svc.settings.open_wait_seconds
     loan = LoanInput(
+        open_deadline=datetime.now(UTC) + timedelta(seconds=wait_s),
         loan_id=loan_id,
         pool_id=body.pool_id,
         creditline_id=creditline,
@@ -220,13 +235,27 @@ async def open_loan(
     # Rate limits and unsigned caps of the key and the borrower: 429/409 before any reservation.
     counted = await svc.squatting.admit(client, caller, body.borrower, loan_id, hold_s)
     try:
-        result = await loan_client.open_loan(
-            client,
-            task_queue=svc.settings.task_queue,
-            loan=loan,
-            request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
-            idempotency_key=key,
-        )
+        async with asyncio.timeout(wait_s):
+            result = await loan_client.open_loan(
+                client,
+                task_queue=svc.settings.task_queue,
+                loan=loan,
+                request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
+                idempotency_key=key,
+                rpc_timeout=timedelta(seconds=wait_s + 1),
+            )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        # No worker took the open in time (the loan may have started: it refuses by itself if
+        # its open steps begin after the deadline). Still counted by admission: its outcome is
+        # unknown here; the retry with the same key learns it.
+        raise ApiError(
+            503,
+            "loan_open_pending",
+            f"the loan was not opened within {wait_s:g} s; retry with the same "
+            "Idempotency-Key to get its outcome",
+            {"loan_id": loan_id, "waited_seconds": wait_s},
+            {"Retry-After": str(max(1, math.ceil(wait_s / 2)))},
+        ) from exc
     except LoanClosed as exc:
         await svc.squatting.refused(loan_id, counted)
         raise ApiError(
@@ -245,7 +274,7 @@ async def open_loan(
             "Idempotency-Key",
             {"loan_id": loan_id},
         ) from exc
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+    except RPCError as exc:
         raise _temporal_down(exc) from exc
 
     if result.fingerprint != fingerprint:
@@ -269,8 +298,10 @@ async def open_loan(
 
 
 @router.get("/{loan_id}", response_model=LoanOut, responses=ERRORS, summary="A loan's state")
-async def get_loan(caller: CallerDep, loan_id: str, client: TemporalDep) -> LoanOut:
-    return LoanOut.of(await _view_for(caller, client, loan_id, LOANS_READ))
+async def get_loan(
+    caller: CallerDep, loan_id: str, svc: ServicesDep, client: TemporalDep
+) -> LoanOut:
+    return LoanOut.of(await _view_for(caller, svc, client, loan_id, LOANS_READ))
 
 
 def _check_envelope(svc: Services, view: LoanView, signed_xdr: str) -> str:
@@ -319,7 +350,7 @@ async def submit_loan(
     svc: ServicesDep,
     client: TemporalDep,
 ) -> JSONResponse:
-    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
+    view = await _view_for(caller, svc, client, loan_id, LOANS_WRITE)
     if view.funding is None or view.state not in (
         LoanState.RESERVED,
         LoanState.SUBMITTED,
@@ -379,7 +410,7 @@ async def submit_loan(
     except RPCError as exc:
         raise _temporal_down(exc) from exc
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
-    fresh = await _view_or_404(client, view.loan_id)
+    fresh = await _view_or_404(svc, client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
 
 
@@ -397,7 +428,7 @@ async def cancel_loan(
     client: TemporalDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> JSONResponse:
-    view = await _view_for(caller, client, loan_id, LOANS_WRITE)
+    view = await _view_for(caller, svc, client, loan_id, LOANS_WRITE)
     if view.state in TERMINAL_STATES:
         raise ApiError(
             409, "loan_closed", "the loan has already ended", {"state": view.state.value}
@@ -410,5 +441,5 @@ async def cancel_loan(
     except RPCError as exc:
         raise _temporal_down(exc) from exc
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
-    fresh = await _view_or_404(client, view.loan_id)
+    fresh = await _view_or_404(svc, client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)

@@ -15,7 +15,7 @@ async def test_healthz_and_readyz_report_every_component(http: httpx.AsyncClient
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "status": "ok",
-        "checks": {"temporal": "ok", "redis": "ok", "chain": "ok"},
+        "checks": {"temporal": "ok", "worker": "ok", "redis": "ok", "chain": "ok"},
     }
 
 
