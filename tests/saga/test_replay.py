@@ -9,6 +9,8 @@ Re-record tests/histories/*.json after an intended, versioned change with:
     RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/saga/test_replay.py -q
 tests/histories/v1_loan_*.json were recorded before the static search attributes moved into the
 start request (the first workflow task then upserted them); they stay so such runs keep replaying.
+tests/histories/v2_loan_*.json were recorded before the view was recorded in the memo (the
+`loan-view-memo` patch); loan_open_deadline_passed.json comes from tests/saga/test_no_worker.py.
 """
 
 from __future__ import annotations
