@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock browser run test lint typecheck demo bench-ledger bench-e2e bench-scale clean
+.PHONY: venv lock browser run test lint typecheck demo bench-ledger bench-e2e bench-scale bench-auth clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,9 @@ bench-e2e: venv
 
 bench-scale: venv
 	$(PY) -m bench.scale
+
+bench-auth: venv
+	$(PY) -m bench.auth
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis
