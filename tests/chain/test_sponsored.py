@@ -35,7 +35,7 @@ def test_valid_until_leaves_a_ledger_of_margin() -> None:
     )
 
 
-async def _setup(devnet, deploy_pool):  # type: ignore[no-untyped-def]
+async def _setup(devnet, deploy_pool):
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower, channel = Keypair.random(), Keypair.random()
     await fund_account(
@@ -49,7 +49,7 @@ async def _setup(devnet, deploy_pool):  # type: ignore[no-untyped-def]
     return pool, borrower, channel
 
 
-async def test_offer_sign_check_assemble_lands(devnet, deploy_pool, chain_client) -> None:  # type: ignore[no-untyped-def]
+async def test_offer_sign_check_assemble_lands(devnet, deploy_pool, chain_client) -> None:
     pool, borrower, channel = await _setup(devnet, deploy_pool)
     terms = loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT)
     expires_at = int(time.time()) + 30
@@ -87,7 +87,7 @@ async def test_offer_sign_check_assemble_lands(devnet, deploy_pool, chain_client
     assert status.status == "success" and status.chain_loan_id is not None
 
 
-async def test_check_refuses_what_is_not_the_offer_signed_by_the_borrower(  # type: ignore[no-untyped-def]
+async def test_check_refuses_what_is_not_the_offer_signed_by_the_borrower(
     devnet, deploy_pool, chain_client
 ) -> None:
     pool, borrower, channel = await _setup(devnet, deploy_pool)
@@ -136,7 +136,7 @@ async def test_check_refuses_what_is_not_the_offer_signed_by_the_borrower(  # ty
     assert reason(bad_sig.to_xdr()) == "not_signed_by_borrower"
 
 
-async def test_offer_is_refused_when_the_chain_would_refuse(  # type: ignore[no-untyped-def]
+async def test_offer_is_refused_when_the_chain_would_refuse(
     devnet, deploy_pool, chain_client
 ) -> None:
     pool, borrower, channel = await _setup(devnet, deploy_pool)
@@ -152,7 +152,7 @@ async def test_offer_is_refused_when_the_chain_would_refuse(  # type: ignore[no-
     assert caught.value.reason == FailureReason.INSUFFICIENT_LIQUIDITY
 
 
-async def test_assembly_refuses_an_expired_entry_before_sending(  # type: ignore[no-untyped-def]
+async def test_assembly_refuses_an_expired_entry_before_sending(
     devnet, deploy_pool, chain_client
 ) -> None:
     pool, borrower, channel = await _setup(devnet, deploy_pool)

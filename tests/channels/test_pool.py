@@ -17,7 +17,7 @@ from tests.fixtures.redis import client_for, delete_prefix
 
 
 @pytest.fixture
-async def topology_redis(redis_topology, key_prefix) -> AsyncIterator[tuple[object, str]]:  # type: ignore[no-untyped-def]
+async def topology_redis(redis_topology, key_prefix) -> AsyncIterator[tuple[object, str]]:
     client = client_for(redis_topology)
     await client.ping()  # one round trip before the concurrent ones: the cluster's slot map
     try:
@@ -27,13 +27,13 @@ async def topology_redis(redis_topology, key_prefix) -> AsyncIterator[tuple[obje
         await client.aclose()
 
 
-async def _channels(devnet, n: int) -> list[Keypair]:  # type: ignore[no-untyped-def]
+async def _channels(devnet, n: int) -> list[Keypair]:
     kps = [Keypair.random() for _ in range(n)]
     await asyncio.gather(*(fund_account(devnet.rpc_url, k.public_key) for k in kps))
     return kps
 
 
-def _builder(devnet, contract: str):  # type: ignore[no-untyped-def]
+def _builder(devnet, contract: str):
     """A build callback: a cheap read-only call as the channel (it applies like any call)."""
 
     async def build(channel: Keypair, sequence: int) -> tuple[str, str]:
@@ -56,7 +56,7 @@ def _builder(devnet, contract: str):  # type: ignore[no-untyped-def]
     return build
 
 
-async def _send_retrying(pool: ChannelPool, build, max_time: int) -> Sent:  # type: ignore[no-untyped-def]
+async def _send_retrying(pool: ChannelPool, build, max_time: int) -> Sent:
     for _ in range(100):
         try:
             return await pool.send(build, max_time=max_time)
@@ -66,7 +66,7 @@ async def _send_retrying(pool: ChannelPool, build, max_time: int) -> Sent:  # ty
     raise AssertionError("never got a channel")
 
 
-async def test_one_transaction_in_flight_per_channel(  # type: ignore[no-untyped-def]
+async def test_one_transaction_in_flight_per_channel(
     devnet, deploy_pool, chain_client, topology_redis
 ) -> None:
     redis, prefix = topology_redis
@@ -95,7 +95,7 @@ async def test_one_transaction_in_flight_per_channel(  # type: ignore[no-untyped
     assert sum(s.resyncs for s in sent) == 0
 
 
-async def test_sequence_knocked_out_of_step_recovers(  # type: ignore[no-untyped-def]
+async def test_sequence_knocked_out_of_step_recovers(
     devnet, deploy_pool, chain_client, topology_redis
 ) -> None:
     redis, prefix = topology_redis
@@ -117,7 +117,7 @@ async def test_sequence_knocked_out_of_step_recovers(  # type: ignore[no-untyped
     assert (await wait_for_tx(chain_client, second.tx_hash)).status == "success"
 
 
-async def test_try_again_later_is_waited_out_and_busy_is_clear(  # type: ignore[no-untyped-def]
+async def test_try_again_later_is_waited_out_and_busy_is_clear(
     devnet, deploy_pool, chain_client, topology_redis
 ) -> None:
     redis, prefix = topology_redis
