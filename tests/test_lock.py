@@ -20,7 +20,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", r
 
 def pins(name: str) -> dict[str, str]:
     text = (ROOT / name).read_text()
-    found = {canonicalize_name(m[1]): m[2] for m in PIN.finditer(text)}
+    found: dict[str, str] = {canonicalize_name(m[1]): m[2] for m in PIN.finditer(text)}
     assert found, f"{name} pins nothing"
     return found
 

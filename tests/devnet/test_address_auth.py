@@ -73,7 +73,7 @@ class Relayer:
 
 
 @pytest.fixture
-async def relayer(devnet, chain_client) -> AsyncIterator[Relayer]:  # type: ignore[no-untyped-def]
+async def relayer(devnet, chain_client) -> AsyncIterator[Relayer]:
     server = SorobanServerAsync(devnet.rpc_url)
     try:
         yield Relayer(server, chain_client, devnet.passphrase, devnet.rpc_url)
@@ -81,7 +81,7 @@ async def relayer(devnet, chain_client) -> AsyncIterator[Relayer]:  # type: igno
         await server.close()
 
 
-async def _borrower(devnet, pool: DeployedPool, *, xlm: int = 0) -> Keypair:  # type: ignore[no-untyped-def]
+async def _borrower(devnet, pool: DeployedPool, *, xlm: int = 0) -> Keypair:
     """A borrower with no XLM at all (an existing account, guarantee tokens only)."""
     kp = Keypair.random()
     await fund_account(
@@ -90,7 +90,7 @@ async def _borrower(devnet, pool: DeployedPool, *, xlm: int = 0) -> Keypair:  # 
     return kp
 
 
-async def _channel(devnet) -> Keypair:  # type: ignore[no-untyped-def]
+async def _channel(devnet) -> Keypair:
     kp = Keypair.random()
     await fund_account(devnet.rpc_url, kp.public_key)
     return kp
@@ -100,7 +100,7 @@ def _args(borrower: str, total: int = 10 * UNIT) -> list[sx.SCVal]:
     return loan_args(loan_terms(borrower, total=total, guarantee=total // 5))
 
 
-async def test_signed_entry_funds_a_loan_whose_borrower_has_no_xlm(  # type: ignore[no-untyped-def]
+async def test_signed_entry_funds_a_loan_whose_borrower_has_no_xlm(
     devnet, deploy_pool, relayer
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -119,7 +119,7 @@ async def test_signed_entry_funds_a_loan_whose_borrower_has_no_xlm(  # type: ign
     assert stats.locked_liquidity == 8 * UNIT
 
 
-async def test_missing_unsigned_and_foreign_signed_entries_fail_auth(  # type: ignore[no-untyped-def]
+async def test_missing_unsigned_and_foreign_signed_entries_fail_auth(
     devnet, deploy_pool, relayer
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -143,9 +143,7 @@ async def test_missing_unsigned_and_foreign_signed_entries_fail_auth(  # type: i
     assert (await relayer.send(channel, envelope, [signed])).status == "success"
 
 
-async def test_tampered_invocation_is_not_authorized(  # type: ignore[no-untyped-def]
-    devnet, deploy_pool, relayer
-) -> None:
+async def test_tampered_invocation_is_not_authorized(devnet, deploy_pool, relayer) -> None:
     """The entry signs one invocation; a transaction for other arguments (a bigger loan) finds
     no matching entry, and an entry whose signed tree was edited fails its signature."""
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -165,9 +163,7 @@ async def test_tampered_invocation_is_not_authorized(  # type: ignore[no-untyped
     assert (status.status, status.detail) == ("failed", "Error(Auth, InvalidAction)")
 
 
-async def test_replayed_entry_fails_existing_nonce(  # type: ignore[no-untyped-def]
-    devnet, deploy_pool, relayer
-) -> None:
+async def test_replayed_entry_fails_existing_nonce(devnet, deploy_pool, relayer) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower, channel = await _borrower(devnet, pool), await _channel(devnet)
     args = _args(borrower.public_key)
@@ -184,7 +180,7 @@ async def test_replayed_entry_fails_existing_nonce(  # type: ignore[no-untyped-d
     assert (await relayer.client.pool_stats(pool.pool_id)).locked_liquidity == 8 * UNIT
 
 
-async def test_expired_entry_fails_and_expiration_is_inclusive(  # type: ignore[no-untyped-def]
+async def test_expired_entry_fails_and_expiration_is_inclusive(
     devnet, deploy_pool, relayer
 ) -> None:
     """Valid through `signature_expiration_ledger` inclusive: signed for the current ledger it
@@ -206,9 +202,7 @@ async def test_expired_entry_fails_and_expiration_is_inclusive(  # type: ignore[
     assert (status.status, status.detail) == ("failed", "Error(Auth, InvalidInput)")
 
 
-async def test_signer_account_must_exist(  # type: ignore[no-untyped-def]
-    devnet, deploy_pool, relayer
-) -> None:
+async def test_signer_account_must_exist(devnet, deploy_pool, relayer) -> None:
     """The borrower's entry and invocation rewritten for an account that was never created
     (simulation would stop at its empty token balance; authorization comes first at apply)."""
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -231,9 +225,7 @@ async def test_signer_account_must_exist(  # type: ignore[no-untyped-def]
     assert (status.status, status.detail) == ("failed", "Error(Auth, InvalidAction)")
 
 
-async def test_simulation_enforces_the_entries_it_is_given(  # type: ignore[no-untyped-def]
-    devnet, deploy_pool, relayer
-) -> None:
+async def test_simulation_enforces_the_entries_it_is_given(devnet, deploy_pool, relayer) -> None:
     """With auth entries in the transaction, simulation runs in enforcing mode (Soroban RPC's
     default): a foreign signature is refused before anything is submitted."""
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -258,7 +250,7 @@ async def test_simulation_enforces_the_entries_it_is_given(  # type: ignore[no-u
             assert "Error(Auth, InvalidAction)" in (sim.error or "")
 
 
-async def test_try_again_later_switch(devnet, deploy_pool, relayer) -> None:  # type: ignore[no-untyped-def]
+async def test_try_again_later_switch(devnet, deploy_pool, relayer) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower, channel = await _borrower(devnet, pool), await _channel(devnet)
     envelope, entry = await relayer.unsigned(
@@ -281,9 +273,7 @@ async def test_try_again_later_switch(devnet, deploy_pool, relayer) -> None:  # 
     assert status.status == "success"
 
 
-async def test_bump_sequence_knocks_the_channel_out_of_step(  # type: ignore[no-untyped-def]
-    devnet, deploy_pool, relayer
-) -> None:
+async def test_bump_sequence_knocks_the_channel_out_of_step(devnet, deploy_pool, relayer) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower, channel = await _borrower(devnet, pool), await _channel(devnet)
     envelope, _entry = await relayer.unsigned(
