@@ -5,14 +5,10 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml ./
-RUN mkdir -p core liquidity chain reconcile runtime settlement workflows activities api \
-    && for d in core liquidity chain reconcile runtime settlement workflows activities api; do \
-        touch $d/__init__.py; done \
-    && pip install . \
-    && pip uninstall -y liquidity-saga \
-    && rm -rf core liquidity chain reconcile runtime settlement workflows activities api
+# Dependencies first, so a code change does not reinstall them: exactly the runtime lock (every
+# transitive version and file hash, `make lock`); the code runs from /app, not as an installed wheel.
+COPY requirements-runtime.lock ./
+RUN pip install --require-hashes -r requirements-runtime.lock
 
 COPY core ./core
 COPY liquidity ./liquidity

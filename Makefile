@@ -4,16 +4,29 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser run test lint typecheck demo bench-ledger bench-e2e bench-scale clean
+.PHONY: venv lock browser run test lint typecheck demo bench-ledger bench-e2e bench-scale bench-auth clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the lock (every transitive version, each file's hash checked), then the project
+# itself without resolving anything: a fresh clone gets what CI tested. `make lock` rewrites it.
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
+$(STAMP): $(LOCK) pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Regenerates both locks from pyproject.toml, keeping every pin that still satisfies it
+# (`make lock UPGRADE=1` moves everything to the newest allowed). requirements-runtime.lock
+# (the image's) is the same resolution without the dev extra.
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --quiet --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: venv
+	$(UV_COMPILE) --extra dev -o $(LOCK)
+	$(UV_COMPILE) --constraint $(LOCK) -o $(RUNTIME_LOCK)
 
 run: venv
 	$(PY) -m tools.stack
@@ -33,7 +46,7 @@ browser:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy core liquidity chain devnet reconcile runtime settlement workflows activities api tools worker.py watcher.py
+	$(VENV)/bin/mypy core liquidity chain channels devnet reconcile runtime settlement workflows activities api tools worker.py watcher.py tests bench
 
 demo: venv
 	$(PY) -m tools.demo
@@ -46,6 +59,9 @@ bench-e2e: venv
 
 bench-scale: venv
 	$(PY) -m bench.scale
+
+bench-auth: venv
+	$(PY) -m bench.auth
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -230,7 +230,7 @@ class NaiveLedger:
             chain, reserved, pending = await self.r.hmget(
                 self._k(pool, "state"), ["chain", "reserved", "pending"]
             )
-            if int(chain) - int(pending) - int(reserved) < amount:
+            if int(chain or 0) - int(pending or 0) - int(reserved or 0) < amount:
                 return False
             await self.r.hset(self._k(pool, "res"), loan, amount)
             await self.r.hincrby(self._k(pool, "state"), "reserved", amount)
@@ -241,7 +241,7 @@ class NaiveLedger:
     async def commit(self, pool: str, loan: str) -> None:
         token = await self._lock(pool)
         try:
-            amount = int(await self.r.hget(self._k(pool, "res"), loan))
+            amount = int(await self.r.hget(self._k(pool, "res"), loan) or 0)
             await self.r.hdel(self._k(pool, "res"), loan)
             await self.r.hincrby(self._k(pool, "state"), "reserved", -amount)
             await self.r.hincrby(self._k(pool, "state"), "pending", amount)

@@ -128,7 +128,7 @@ async def pg_pairs(peers: PgPeers, kind: str, open_holds: int) -> Run:
 
 async def pg_runs() -> list[Run]:
     """Every peer at 10 and 100,000 open holds; [] (with a note) when PostgreSQL is absent."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     db = await asyncpg.create_pool(PG_DSN, min_size=CLIENTS, max_size=CLIENTS)
     peers = PgPeers(db)

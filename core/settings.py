@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     api_port: int = 8080
     # Where clients reach the API (stellar.toml's WEB_AUTH_ENDPOINT); empty: http://host:port.
     public_url: str = ""
+    # Request bodies larger than this are refused with 413 before they are read whole (the
+    # largest valid loan, 360 installments, is about 30 KB).
+    max_request_body_bytes: int = 1_048_576
 
     # Authentication. The API refuses to start with an empty or default secret unless
     # dev_stack is set (api/auth/startup.py); `make run` generates every one of them.

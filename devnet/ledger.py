@@ -24,6 +24,7 @@ from devnet import addresses, xdrgen
 from devnet.contracts import REGISTRY
 from devnet.host import (
     INSTANCE_KEYS,
+    AddressAuth,
     Host,
     HostError,
     Slot,
@@ -217,6 +218,11 @@ class Chain:
         self.genesis_time = self.close_time
         self._close_times: dict[int, int] = {1: self.close_time}
         self._applied: deque[tuple[int, str]] = deque()  # (ledger, tx hash), oldest first
+        # Consumed address-credential nonces, (address, nonce) -> live until ledger: the
+        # temporary entries the host writes, dropped once they expire.
+        self.nonces: dict[tuple[str, int], int] = {}
+        # Devnet-only: the next N sendTransaction calls answer TRY_AGAIN_LATER.
+        self.try_again_later = 0
         # One vendor registry and one reputation store per devnet, shared by every creditline.
         self.vendor_registry = self._new_contract(
             "vendor_registry", {"DefaultActive": vendors_active_by_default}
@@ -285,6 +291,17 @@ class Chain:
         """Devnet-only: the vendor registry's admin approves (active) or suspends a vendor."""
         self._account_id(vendor, "vendor")
         self._put(self.vendor_registry, ("Vendor", vendor), bool(active))
+
+    def bump_sequence(self, account: str, sequence: int) -> None:
+        """Devnet-only: move an account's sequence number forward, as a BumpSequence operation
+        from another holder of its key would (the devnet applies only contract calls)."""
+        acct = self.accounts.get(account)
+        if acct is None:
+            raise RpcError(-32602, f"account {account} does not exist")
+        if sequence <= acct.seq:
+            raise RpcError(-32602, f"sequence must be above the current {acct.seq}")
+        acct.seq = sequence
+        acct.last_modified = self.latest
 
     def set_reputation(self, user: str, score: int) -> None:
         """Devnet-only: the reputation contract's updater sets a user's score (0-100)."""
@@ -418,6 +435,8 @@ class Chain:
     ) -> tuple[Host, sx.SCVal | None, HostError | None]:
         op, args = self._invocation(decoded.tx)
         storage = Storage(self.data)
+        # Simulation records auth when the transaction carries none, and enforces the entries
+        # it carries otherwise (Soroban RPC's default auth mode); apply always enforces.
         host = Host(
             storage,
             self.kinds,
@@ -425,7 +444,8 @@ class Chain:
             source=decoded.source,
             ledger_seq=ledger_seq,
             timestamp=timestamp,
-            auth_entries=None if record else list(op.auth),
+            auth_entries=None if record and not op.auth else list(op.auth),
+            address_auth=AddressAuth(self.passphrase, self.accounts.__contains__, self.nonces),
         )
         contract = addresses.strkey(args.contract_address)
         try:
@@ -513,6 +533,14 @@ class Chain:
                 "latestLedger": self.latest,
                 "latestLedgerCloseTime": str(self.close_time),
             }
+        if self.try_again_later > 0:
+            self.try_again_later -= 1
+            return {
+                "status": "TRY_AGAIN_LATER",
+                "hash": tx_hash,
+                "latestLedger": self.latest,
+                "latestLedgerCloseTime": str(self.close_time),
+            }
         tx = decoded.tx
         source = decoded.source
         account = self.accounts.get(source)
@@ -564,6 +592,9 @@ class Chain:
         self.latest, self.close_time = seq, close_time
         self._close_times[seq] = close_time
         self._forget_history()
+        expired = [k for k, live_until in self.nonces.items() if live_until < seq]
+        for key in expired:
+            del self.nonces[key]
         return seq
 
     def _forget_history(self) -> None:
@@ -649,6 +680,7 @@ class Chain:
         for slot in host.storage.overlay:
             self.modified[slot] = seq
         host.storage.commit()
+        self.nonces.update(host.consumed_nonces)
         value_xdr = value.to_xdr_bytes()
         result_hash = hashlib.sha256(value_xdr).digest()
         events = [xdrgen.pack_event(e) for e in host.events]

@@ -1,7 +1,9 @@
 """HTTP face of the devnet: Soroban RPC JSON-RPC 2.0 at POST / and /rpc, plus devnet-only extras.
 
 Devnet-only (never on a real network): JSON-RPC methods `devnet_fund`, `devnet_deployPool`,
-`devnet_closeLedger`, `devnet_setVendor {vendor, active}`, `devnet_setReputation {user, score}`;
+`devnet_closeLedger`, `devnet_setVendor {vendor, active}`, `devnet_setReputation {user, score}`,
+`devnet_tryAgainLater {count}` (the next `count` sendTransaction calls answer TRY_AGAIN_LATER),
+`devnet_bumpSequence {account, sequence}` (knock an account's sequence forward);
 HTTP `GET /health` (readiness) and `GET /friendbot?addr=G...`."""
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class DevnetServer:
             "devnet_closeLedger": lambda p: {"sequence": chain.close_ledger()},
             "devnet_setVendor": self.set_vendor,
             "devnet_setReputation": self.set_reputation,
+            "devnet_tryAgainLater": self.try_again_later,
+            "devnet_bumpSequence": self.bump_sequence,
         }
 
     # -- methods -----------------------------------------------------------------------------------
@@ -147,6 +151,20 @@ class DevnetServer:
             raise RpcError(-32602, "devnet_setReputation: {user: G..., score: int}")
         self.chain.set_reputation(user, score)
         return {"user": user, "score": score, "latestLedger": self.chain.latest}
+
+    def try_again_later(self, p: Params) -> dict[str, Any]:
+        count = p.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise RpcError(-32602, "devnet_tryAgainLater: {count: int >= 0}")
+        self.chain.try_again_later = count
+        return {"count": count, "latestLedger": self.chain.latest}
+
+    def bump_sequence(self, p: Params) -> dict[str, Any]:
+        account, sequence = p.get("account"), p.get("sequence")
+        if not isinstance(account, str) or not isinstance(sequence, int):
+            raise RpcError(-32602, "devnet_bumpSequence: {account: G..., sequence: int}")
+        self.chain.bump_sequence(account, sequence)
+        return {"account": account, "sequence": sequence, "latestLedger": self.chain.latest}
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _dispatch(self, body: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ exchange it), API keys through the key store, and forged tokens for the refusals
 
 from __future__ import annotations
 
+import re
 import time
 import tomllib
 from typing import Any
@@ -17,6 +18,15 @@ from stellar_sdk.sep.stellar_web_authentication import read_challenge_transactio
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def key_secret(token: str) -> str:
+    """The secret part of an API key `lsk_<id>_<secret>`. Not `rsplit("_")`: the secret is
+    url-safe base64 and holds a `_` about half the time, and the tail after it can be a
+    character or two (or empty) that any listing contains by chance."""
+    match = re.fullmatch(r"lsk_[0-9a-f]{16}_([A-Za-z0-9_-]{43})", token)
+    assert match, token
+    return match[1]
 
 
 async def stellar_toml(http: httpx.AsyncClient) -> dict[str, Any]:

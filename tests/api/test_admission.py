@@ -12,12 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.auth.admission import Admission, Admitted, CapReached, RateLimited
-from liquidity.connection import connect_redis
+from liquidity.connection import RedisClient, connect_redis
 from tests.fixtures.redis import REDIS_URL
 
 
 @pytest.fixture
-async def pooled() -> AsyncIterator[aioredis.Redis]:
+async def pooled() -> AsyncIterator[RedisClient]:
     """The product's client (a blocking pool): 200 requests in flight wait for a connection."""
     client = connect_redis(REDIS_URL)
     yield client

@@ -189,6 +189,7 @@ async def test_tampered_and_foreign_challenges_are_refused(
 
     # Tampered: a later max_time (the server's signature no longer covers the transaction).
     envelope = TransactionEnvelope.from_xdr(challenge, passphrase)
+    assert envelope.transaction.preconditions and envelope.transaction.preconditions.time_bounds
     bounds = envelope.transaction.preconditions.time_bounds
     bounds.max_time += 3600
     envelope.sign(me)

@@ -47,7 +47,7 @@ async def stepfi_pool(saga_stack: Any, devnet: Any, new_borrower: Any) -> Any:
     return deployed
 
 
-async def test_inactive_vendor(http, stepfi_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_inactive_vendor(http, stepfi_pool, new_borrower, devnet) -> None:
     borrower = await new_borrower(stepfi_pool)
     vendor = Keypair.random().public_key
     await set_vendor(devnet.rpc_url, vendor, active=False)
@@ -55,14 +55,14 @@ async def test_inactive_vendor(http, stepfi_pool, new_borrower, devnet) -> None:
     await _refused_at_open(http, body, "vendor_not_active")
 
 
-async def test_insufficient_reputation(http, stepfi_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_insufficient_reputation(http, stepfi_pool, new_borrower, devnet) -> None:
     borrower, vendor = await new_borrower(stepfi_pool), await new_borrower()
     await set_reputation(devnet.rpc_url, borrower.public_key, 49)
     body = loan_body(stepfi_pool.pool_id, borrower.public_key, vendor.public_key)
     await _refused_at_open(http, body, "insufficient_reputation")
 
 
-async def test_exposure_limit(http, stepfi_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_exposure_limit(http, stepfi_pool, new_borrower, devnet) -> None:
     """Score 60: a 2 500-unit limit; 2 300 units + 8 % interest + 1 % fee is 2 507."""
     borrower, vendor = await new_borrower(stepfi_pool), await new_borrower()
     await set_reputation(devnet.rpc_url, borrower.public_key, 60)
@@ -77,7 +77,7 @@ async def test_exposure_limit(http, stepfi_pool, new_borrower, devnet) -> None: 
     assert resp.status_code == 201, resp.text  # within the cap: offered
 
 
-async def test_no_vendor_registry_and_a_broken_one(http, saga_stack, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_no_vendor_registry_and_a_broken_one(http, saga_stack, new_borrower, devnet) -> None:
     bare = await deploy_pool(
         devnet.rpc_url, devnet.passphrase, liquidity=100 * UNIT, vendor_registry=False
     )
@@ -100,7 +100,7 @@ async def test_no_vendor_registry_and_a_broken_one(http, saga_stack, new_borrowe
     )
 
 
-async def test_guarantee_below_stepfi_20_percent_is_declined_before_reserving(  # type: ignore[no-untyped-def]
+async def test_guarantee_below_stepfi_20_percent_is_declined_before_reserving(
     http, stepfi_pool, new_borrower
 ) -> None:
     borrower, vendor = await new_borrower(stepfi_pool), await new_borrower()

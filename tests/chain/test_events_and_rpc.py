@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from stellar_sdk import Keypair, SorobanServerAsync, StrKey, scval
 from stellar_sdk import xdr as sx
@@ -13,7 +15,7 @@ from tests.chain.helpers import UNIT, loan_terms
 
 async def test_loan_events_by_topic_and_cursor(
     chain_client, deploy_pool, new_borrower, devnet
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     start = await chain_client.latest_ledger()
     pool = await deploy_pool(liquidity=300 * UNIT)
     other = await deploy_pool(liquidity=300 * UNIT)  # its events must not leak into ours
@@ -74,7 +76,7 @@ async def test_loan_events_by_topic_and_cursor(
     assert tail.events == []
 
 
-async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_raw_sdk_surface(deploy_pool, devnet) -> None:
     pool = await deploy_pool(liquidity=10 * UNIT)
     server = SorobanServerAsync(devnet.rpc_url)
     try:
@@ -98,9 +100,11 @@ async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-
         )
         assert entry is not None
         value = scval.to_native(sx.LedgerEntryData.from_xdr(entry.xdr).contract_data.val)  # type: ignore[union-attr]
-        assert value["amount"] == 10 * UNIT
+        assert isinstance(value, dict) and value["amount"] == 10 * UNIT
         instance = await server._get_contract_instance(pool.pool_id)
-        fields = {scval.to_native(e.key): scval.to_native(e.val) for e in instance.storage.sc_map}  # type: ignore[union-attr]
+        assert instance is not None and instance.storage is not None
+        storage = instance.storage.sc_map
+        fields: dict[Any, Any] = {scval.to_native(e.key): scval.to_native(e.val) for e in storage}
         assert fields["TotalLiquidity"] == 10 * UNIT
         assert fields["CreditLine"].address == pool.creditline_id
         # getEvents with the sdk's own filter objects and the RPC's exact-length topic matching
@@ -120,12 +124,12 @@ async def test_raw_sdk_surface(deploy_pool, devnet) -> None:  # type: ignore[no-
         await server.close()
 
 
-async def test_json_rpc_errors(devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_json_rpc_errors(devnet) -> None:
     async with aiohttp.ClientSession() as session:
 
-        async def call(body: object) -> dict:  # type: ignore[type-arg]
+        async def call(body: object) -> dict:
             async with session.post(devnet.rpc_url.rstrip("/") + "/rpc", json=body) as resp:
-                return await resp.json()  # type: ignore[no-any-return]
+                return await resp.json()
 
         unknown = await call({"jsonrpc": "2.0", "id": 7, "method": "nope", "params": None})
         assert unknown["id"] == 7 and unknown["error"]["code"] == -32601
@@ -154,7 +158,7 @@ async def test_json_rpc_errors(devnet) -> None:  # type: ignore[no-untyped-def]
         # Soroban RPC's request limits: 5 filters, 5 contract ids per filter.
         ids = [StrKey.encode_contract(bytes(31) + bytes([i])) for i in range(6)]
 
-        async def get_events(filters: list[dict]) -> dict:  # type: ignore[type-arg]
+        async def get_events(filters: list[dict]) -> dict:
             return await call(
                 {
                     "jsonrpc": "2.0",

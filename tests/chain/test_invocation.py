@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 
 import pytest
-from stellar_sdk import Account, Keypair, SorobanDataBuilder, TransactionBuilder, scval
+from stellar_sdk import Account, Address, Keypair, SorobanDataBuilder, TransactionBuilder, scval
 from stellar_sdk import xdr as sx
 
 from chain.invocation import Invocation
 
 PASSPHRASE = "Local Devnet ; invocation"
 CONTRACT = "CA3D5KRYM6CB7OWQ6TWYRR3Z4T7GNZLKERYNZGGA5SOAOPIFY6YQGAXE"
+CONTRACT_ADDRESS = Address(CONTRACT).to_xdr_sc_address()
 
 
 def _args(borrower: str) -> list[sx.SCVal]:
@@ -62,7 +63,7 @@ def test_prepared_envelope_matches_the_sdk_with_simulation_applied() -> None:
             function=sx.SorobanAuthorizedFunction(
                 sx.SorobanAuthorizedFunctionType.SOROBAN_AUTHORIZED_FUNCTION_TYPE_CONTRACT_FN,
                 contract_fn=sx.InvokeContractArgs(
-                    contract_address=scval.to_address(CONTRACT).address,
+                    contract_address=CONTRACT_ADDRESS,
                     function_name=sx.SCSymbol(b"create_loan"),
                     args=[],
                 ),
@@ -92,7 +93,7 @@ def _contract_key() -> str:
     return sx.LedgerKey(
         sx.LedgerEntryType.CONTRACT_DATA,
         contract_data=sx.LedgerKeyContractData(
-            contract=scval.to_address(CONTRACT).address,
+            contract=CONTRACT_ADDRESS,
             key=sx.SCVal(sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE),
             durability=sx.ContractDataDurability.PERSISTENT,
         ),

@@ -22,13 +22,13 @@ from tests.chain.helpers import UNIT, expiry, loan_terms
 from tests.fixtures.devnet import running_devnet
 
 
-async def _funding(client: ChainClient, pool, borrower: Keypair, *, max_time: int) -> str:  # type: ignore[no-untyped-def]
+async def _funding(client: ChainClient, pool, borrower: Keypair, *, max_time: int) -> str:
     terms = loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT)
     funding = await client.build_funding_tx(pool.creditline_id, terms, max_time=max_time)
     return funding.xdr
 
 
-async def test_wrong_key_is_bad_auth(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_key_is_bad_auth(chain_client, deploy_pool, new_borrower, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
     xdr = await _funding(chain_client, pool, borrower, max_time=expiry())
@@ -44,7 +44,7 @@ async def test_wrong_key_is_bad_auth(chain_client, deploy_pool, new_borrower, de
     assert result.reason == FailureReason.BAD_AUTH
 
 
-async def test_stale_sequence_is_bad_seq(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_stale_sequence_is_bad_seq(chain_client, deploy_pool, new_borrower, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
     first = sign_envelope(
@@ -70,7 +70,7 @@ async def test_stale_sequence_is_bad_seq(chain_client, deploy_pool, new_borrower
 
 async def test_expired_time_bounds_is_too_late(
     chain_client, deploy_pool, new_borrower, devnet
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
     xdr = await _funding(chain_client, pool, borrower, max_time=int(time.time()) - 5)
@@ -86,7 +86,7 @@ async def _prepared_deposit(
     devnet: DevnetProcess,
     pool,
     lp: Keypair,
-    *,  # type: ignore[no-untyped-def]
+    *,
     min_time: int = 0,
     max_time: int = 0,
     prepare: bool = True,
@@ -109,7 +109,7 @@ async def _prepared_deposit(
 
 async def test_future_min_time_is_too_early(
     chain_client, deploy_pool, new_borrower, devnet
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     lp = await new_borrower(pool)
     env = await _prepared_deposit(devnet, pool, lp, min_time=int(time.time()) + 3600)
@@ -118,7 +118,7 @@ async def test_future_min_time_is_too_early(
     assert (result.reason, result.detail) == (FailureReason.TOO_EARLY, "txTOO_EARLY")
 
 
-async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrower, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     lp = await new_borrower(pool)
     # not prepared: no resource fee declared at all
@@ -145,7 +145,7 @@ async def test_low_fee_is_insufficient_fee(chain_client, deploy_pool, new_borrow
     assert (await chain_client.submit(env.to_xdr())).status == "pending"
 
 
-async def test_duplicate_submission(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_duplicate_submission(chain_client, deploy_pool, new_borrower, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     borrower = await new_borrower(pool)
     signed = sign_envelope(
@@ -159,7 +159,7 @@ async def test_duplicate_submission(chain_client, deploy_pool, new_borrower, dev
     assert status.status == "success"
 
 
-async def test_unknown_account(chain_client, deploy_pool, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_account(chain_client, deploy_pool, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     ghost = Keypair.random()
     with pytest.raises(ChainRefusal) as refused:
@@ -183,7 +183,7 @@ async def test_unknown_account(chain_client, deploy_pool, devnet) -> None:  # ty
     assert (result.reason, result.detail) == (FailureReason.NO_ACCOUNT, "txNO_ACCOUNT")
 
 
-async def test_garbage_envelope_is_malformed(chain_client) -> None:  # type: ignore[no-untyped-def]
+async def test_garbage_envelope_is_malformed(chain_client) -> None:
     with pytest.raises(ChainRefusal) as refused:
         await chain_client.submit("AAAA-not-an-envelope")
     assert refused.value.reason == FailureReason.MALFORMED
@@ -213,7 +213,7 @@ async def _closing_ledgers(rpc_url: str, every: float = 0.1) -> AsyncIterator[No
             await task
 
 
-async def test_expiring_while_queued_fails_too_late_in_ledger(manual_devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_expiring_while_queued_fails_too_late_in_ledger(manual_devnet) -> None:
     rpc, phrase = manual_devnet.rpc_url, manual_devnet.passphrase
     async with _closing_ledgers(rpc):
         pool = await kit_deploy_pool(rpc, phrase, liquidity=100 * UNIT)

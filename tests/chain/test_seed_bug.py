@@ -20,7 +20,7 @@ async def test_two_unreserved_fundings_second_fails_on_chain(
     chain_client,
     deploy_pool,
     new_borrower,
-    devnet,  # type: ignore[no-untyped-def]
+    devnet,
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     alice, bob = await new_borrower(pool), await new_borrower(pool)

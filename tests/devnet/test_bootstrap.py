@@ -11,7 +11,7 @@ from devnet.kit import token_balance
 from tests.chain.helpers import UNIT
 
 
-async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path) -> None:
     out = tmp_path / "boot.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

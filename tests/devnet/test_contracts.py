@@ -28,7 +28,7 @@ async def test_funding_locks_liquidity_and_pays_the_vendor(
     chain_client,
     deploy_pool,
     new_borrower,
-    devnet,  # type: ignore[no-untyped-def]
+    devnet,
 ) -> None:
     pool = await deploy_pool(liquidity=500 * UNIT, min_guarantee_bps=1_000)  # 20 of 120
     borrower = await new_borrower(pool, token_amount=50 * UNIT)
@@ -97,12 +97,12 @@ async def test_funding_locks_liquidity_and_pays_the_vendor(
     )
 
 
-async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borrower) -> None:  # type: ignore[no-untyped-def]
+async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borrower) -> None:
     pool = await deploy_pool(liquidity=50 * UNIT)
     rich = await new_borrower(pool)
     poor = await new_borrower(pool, token_amount=1 * UNIT)
 
-    async def refusal(terms) -> ChainRefusal:  # type: ignore[no-untyped-def]
+    async def refusal(terms) -> ChainRefusal:
         with pytest.raises(ChainRefusal) as caught:
             await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
         return caught.value
@@ -126,7 +126,7 @@ async def test_simulation_refusals_are_typed(chain_client, deploy_pool, new_borr
     assert (await chain_client.pool_stats(pool.pool_id)).locked_liquidity == 0
 
 
-async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower, devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_pool_guards_and_lp_flows(chain_client, deploy_pool, new_borrower, devnet) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
     outsider = await new_borrower(pool)
     rpc, phrase = devnet.rpc_url, devnet.passphrase
@@ -177,7 +177,7 @@ async def test_concurrent_fundings_never_overdraw_the_pool(
     chain_client,
     deploy_pool,
     new_borrower,
-    devnet,  # type: ignore[no-untyped-def]
+    devnet,
 ) -> None:
     """Ten borrowers race for a pool that can fund five: the chain lets exactly five land."""
     pool = await deploy_pool(liquidity=100 * UNIT)

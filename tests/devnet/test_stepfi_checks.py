@@ -21,13 +21,13 @@ from tests.chain.helpers import UNIT, expiry, loan_terms
 from tests.fixtures.devnet import client_of, running_devnet
 
 
-async def _refusal(chain_client, creditline: str, terms) -> ChainRefusal:  # type: ignore[no-untyped-def]
+async def _refusal(chain_client, creditline: str, terms) -> ChainRefusal:
     with pytest.raises(ChainRefusal) as caught:
         await chain_client.build_funding_tx(creditline, terms, max_time=expiry())
     return caught.value
 
 
-async def test_inactive_vendor_is_refused_3(  # type: ignore[no-untyped-def]
+async def test_inactive_vendor_is_refused_3(
     chain_client, deploy_pool, new_borrower, devnet
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -45,7 +45,7 @@ async def test_inactive_vendor_is_refused_3(  # type: ignore[no-untyped-def]
     assert funding.tx_hash
 
 
-async def test_no_registry_is_16_and_a_failing_registry_is_17(  # type: ignore[no-untyped-def]
+async def test_no_registry_is_16_and_a_failing_registry_is_17(
     chain_client, new_borrower, devnet
 ) -> None:
     bare = await deploy_pool(
@@ -75,7 +75,7 @@ async def test_no_registry_is_16_and_a_failing_registry_is_17(  # type: ignore[n
     )
 
 
-async def test_reputation_below_50_is_refused_4(  # type: ignore[no-untyped-def]
+async def test_reputation_below_50_is_refused_4(
     chain_client, deploy_pool, new_borrower, devnet
 ) -> None:
     pool = await deploy_pool(liquidity=100 * UNIT)
@@ -91,7 +91,7 @@ async def test_reputation_below_50_is_refused_4(  # type: ignore[no-untyped-def]
     assert await chain_client.build_funding_tx(pool.creditline_id, terms, max_time=expiry())
 
 
-async def test_exposure_cap_counts_active_debt_18(  # type: ignore[no-untyped-def]
+async def test_exposure_cap_counts_active_debt_18(
     chain_client, deploy_pool, new_borrower, devnet
 ) -> None:
     """Score 55: credit limit 1 000 units; a loan's debt is total + 10 % interest + 1 % fee."""
@@ -117,7 +117,7 @@ async def test_exposure_cap_counts_active_debt_18(  # type: ignore[no-untyped-de
     assert await chain_client.build_funding_tx(pool.creditline_id, half, max_time=expiry())
 
 
-async def test_liquidity_is_checked_after_vendor_and_reputation(  # type: ignore[no-untyped-def]
+async def test_liquidity_is_checked_after_vendor_and_reputation(
     chain_client, deploy_pool, new_borrower, devnet
 ) -> None:
     pool = await deploy_pool(liquidity=10 * UNIT)
@@ -167,7 +167,7 @@ async def test_stepfi_defaults_unregistered_vendor_and_unscored_borrower() -> No
             )
 
 
-async def test_admin_calls_refuse_bad_params(devnet) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_calls_refuse_bad_params(devnet) -> None:
     from devnet.kit import DevnetError
 
     with pytest.raises(DevnetError, match="score must be between"):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from liquidity import Ledger
+from liquidity.connection import RedisClient
 
 
 @dataclass
@@ -21,7 +20,7 @@ class Snapshot:
     pending_amounts: dict[str, int]
 
 
-async def read(redis: aioredis.Redis, ledger: Ledger, pool_id: str) -> Snapshot:
+async def read(redis: RedisClient, ledger: Ledger, pool_id: str) -> Snapshot:
     k = ledger.keys(pool_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hmget(k.state, ["reserved", "headroom", "chain", "pending"])
@@ -42,7 +41,7 @@ async def read(redis: aioredis.Redis, ledger: Ledger, pool_id: str) -> Snapshot:
     )
 
 
-async def check(redis: aioredis.Redis, ledger: Ledger, pool_id: str) -> Snapshot:
+async def check(redis: RedisClient, ledger: Ledger, pool_id: str) -> Snapshot:
     """reserved == sum of active reservations == sum of borrower exposures; pending == sum of
     pending commits; headroom == chain - pending - reserved."""
     s = await read(redis, ledger, pool_id)

@@ -15,7 +15,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -31,6 +30,7 @@ from liquidity import (
     Reserved,
     SnapshotResult,
 )
+from liquidity.connection import RedisClient
 from tests.fixtures.redis import client_for, delete_prefix
 from tests.liquidity.invariants import check
 
@@ -82,7 +82,7 @@ class LedgerModel:
 class LedgerMachine(RuleBasedStateMachine):
     loop: asyncio.AbstractEventLoop
     ledger: Ledger
-    redis: aioredis.Redis
+    redis: RedisClient
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 
 from liquidity import Ledger, Reserved, RestoreResult, SnapshotResult, UnknownPool
@@ -98,7 +100,7 @@ async def test_restore_is_idempotent_and_flags_overcommit(
     ledger: Ledger, pool: str, redis_client: aioredis.Redis
 ) -> None:
     await establish(ledger, pool, 1_000)
-    args = {"borrower": "alice", "expires_at_ms": 2**42, "hold_until_ms": 2**42}
+    args: dict[str, Any] = {"borrower": "alice", "expires_at_ms": 2**42, "hold_until_ms": 2**42}
     assert await ledger.restore(pool, "A", amount=700, **args) == RestoreResult(
         outcome="restored", overcommit=0
     )

@@ -44,7 +44,8 @@ async def test_a_loan_opened_just_before_the_loss_is_restored_and_recognised(
     assert sorted(report.restored) == sorted([early_id, late_id])
     status = await w.ledger.status(w.pool_id)
     assert (status.reserved, status.overcommit) == (30 * UNIT, 0)
-    assert (await w.tx_index.lookup(late_offer.funding.tx_hash)).loan_id == late_id
+    ref = await w.tx_index.lookup(late_offer.funding.tx_hash)
+    assert ref is not None and ref.loan_id == late_id
 
     # The late loan's funding lands; the next run explains it as ours (and commits it).
     sent = await w.stack.chain.submit(
@@ -75,7 +76,8 @@ async def test_the_funding_of_a_restored_loan_is_its_own_in_the_explanation(
     assert isinstance(offer, LoanOffer)
     await w.stack.redis.delete(f"{w.settings.ledger_prefix}:tx:{offer.funding.tx_hash}")
     await w.reconcile()  # re-maps the open loan's funding hash
-    assert (await w.tx_index.lookup(offer.funding.tx_hash)).loan_id == loan_id
+    ref = await w.tx_index.lookup(offer.funding.tx_hash)
+    assert ref is not None and ref.loan_id == loan_id
     sent = await w.stack.chain.submit(signed(offer, borrower.secret, w.settings.network_passphrase))
     assert (await wait_for_tx(w.stack.chain, sent.tx_hash, 15)).status == "success"
     report = await w.reconcile()

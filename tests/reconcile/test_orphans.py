@@ -87,7 +87,9 @@ async def test_concurrent_runs_release_each_orphan_once_and_keep_live_loans(
     released = first.orphans_released + second.orphans_released
     assert sorted(released) == sorted(ghosts)  # each exactly once, between the two runs
     releases = [
-        e.loan_id for e in await w.ledger.audit(w.pool_id, count=1000) if e.action == "release"
+        e.loan_id or ""
+        for e in await w.ledger.audit(w.pool_id, count=1000)
+        if e.action == "release"
     ]
     assert sorted(releases) == sorted(ghosts)
     status = await w.ledger.status(w.pool_id)

@@ -59,7 +59,7 @@ async def isolated(saga_stack, devnet, deploy_pool) -> AsyncIterator[Isolated]:
     finally:
         for proc in iso.procs:
             proc.stop()
-            print(f"---- {proc.proc.args} (pid {proc.pid})\n{proc.log()[-3000:]}")  # on failure
+            print(f"---- {proc.proc.args!r} (pid {proc.pid})\n{proc.log()[-3000:]}")  # on failure
         await delete_prefix(saga_stack.redis, prefix)
 
 

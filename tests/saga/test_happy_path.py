@@ -63,6 +63,7 @@ async def test_loan_is_funded_and_ledger_matches_chain(any_saga_stack, deploy_po
     assert stats.available_liquidity == 60 * UNIT
     # After the watcher's snapshot the ledger agrees with the chain: nothing reserved, nothing
     # pending, availability equal to the chain's.
+    assert landed.ledger is not None
     status = await watcher_snapshot(stack.ledger, pool.pool_id, landed.ledger)
     assert (status.reserved, status.pending_commits) == (0, 0)
     assert status.available == stats.available_liquidity

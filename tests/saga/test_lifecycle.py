@@ -237,7 +237,8 @@ async def test_duplicate_settlement_signals_commit_once(saga_stack, deploy_pool,
     )
     landed = await wait_for_tx(stack.chain, sent.tx_hash, timeout=15)
     assert landed.status == "success", landed
-    assert (await loan_view(stack.client, loan_id)).state == LoanState.RESERVED
+    view = await loan_view(stack.client, loan_id)
+    assert view is not None and view.state == LoanState.RESERVED
 
     async def deliver(signal) -> bool:
         try:
@@ -314,4 +315,5 @@ async def test_a_released_loan_frees_the_borrowers_sequence_at_once(saga_stack, 
     )
     assert submitted.status == "pending", submitted
     await wait_state(stack.client, second_id, LoanState.FUNDED)
-    assert (await loan_view(stack.client, first_id)).state == LoanState.CANCELLED
+    first_view = await loan_view(stack.client, first_id)
+    assert first_view is not None and first_view.state == LoanState.CANCELLED

@@ -64,6 +64,6 @@ async def test_twenty_concurrent_loans_for_ten_loans_of_liquidity(
         await wait_state(stack.client, loan_id, LoanState.FUNDED)
     stats = await stack.chain.pool_stats(pool.pool_id)
     assert stats.available_liquidity == 0 and stats.locked_liquidity == FUNDABLE * FUNDED
-    status = await watcher_snapshot(stack.ledger, pool.pool_id, max(t.ledger for t in landed))
+    status = await watcher_snapshot(stack.ledger, pool.pool_id, max(t.ledger or 0 for t in landed))
     assert (status.reserved, status.pending_commits, status.available) == (0, 0, 0)
     assert status.overcommit == 0

@@ -106,4 +106,5 @@ async def test_more_pools_than_one_rpc_request_can_follow(saga_stack, deploy_poo
     assert watcher.signals_sent == 1
     view = await wait_state(stack.client, loan_id, LoanState.FUNDED)
     assert view.settled_ledger == landed.ledger
+    assert landed.ledger is not None
     assert int(await tx_index.cursor() or 0) >= landed.ledger  # resumes after it next time

@@ -56,7 +56,7 @@ async def wait_until_forgotten(chain: ChainClient, ledger: int) -> int:
     raise AssertionError(f"ledger {ledger} never left the retention window")
 
 
-async def test_the_devnet_forgets_history_like_soroban_rpc(short_memory_devnet, short_chain):  # type: ignore[no-untyped-def]
+async def test_the_devnet_forgets_history_like_soroban_rpc(short_memory_devnet, short_chain):
     devnet, chain = short_memory_devnet, short_chain
     pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=10 * UNIT)
     deposit_ledger = (await chain.pool_stats(pool.pool_id)).ledger
@@ -72,7 +72,7 @@ async def test_the_devnet_forgets_history_like_soroban_rpc(short_memory_devnet, 
     assert page.events == []  # the deposit's events are gone with their ledger
 
 
-async def test_a_pruned_transaction_is_not_found(short_memory_devnet, short_chain):  # type: ignore[no-untyped-def]
+async def test_a_pruned_transaction_is_not_found(short_memory_devnet, short_chain):
     devnet, chain = short_memory_devnet, short_chain
     pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=10 * UNIT)
     borrower = await new_funded_keypair(devnet.rpc_url, token_id=pool.token_id, token_amount=UNIT)
@@ -89,7 +89,7 @@ async def test_a_pruned_transaction_is_not_found(short_memory_devnet, short_chai
     assert (await chain.transaction(sent.tx_hash)).status == "not_found"
 
 
-async def test_a_watcher_down_longer_than_retention_resumes_from_the_oldest_ledger(  # type: ignore[no-untyped-def]
+async def test_a_watcher_down_longer_than_retention_resumes_from_the_oldest_ledger(
     short_memory_devnet, short_chain, saga_stack, redis_client, key_prefix, caplog
 ):
     devnet, chain = short_memory_devnet, short_chain
