@@ -80,6 +80,9 @@ def watching(sup: Supervisor, monkeypatch: pytest.MonkeyPatch, **env: str) -> It
     finally:
         watched.stopping.set()
         watched.thread.join(10)
+        print(f"---- the watch loop said:\n{watched.log()}")  # shown when the test fails
+        for child in sup.children:
+            print(f"---- {child.name} (pid {child.pid}):\n{child.tail(40)}")
         sup.stop_all()
 
 
