@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from stellar_sdk import Keypair
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 
 from chain.client import ChainClient
 from chain.errors import ChainRefusal
@@ -73,12 +74,16 @@ class CommitRequest(BaseModel):
     pool_id: str
     loan_id: str
     ledger: int
+    # When the signed transaction was relayed (Unix ms), for the settlement-duration metric.
+    submitted_at_ms: int | None = None
 
 
 class ReleaseRequest(BaseModel):
     pool_id: str
     loan_id: str
     reason: str
+    # The terminal state the loan reaches with this release (None: the workflow decides later).
+    finish_state: str | None = None
 
 
 class WatchRequest(BaseModel):
@@ -208,13 +213,33 @@ class LoanActivities:
 
     @activity.defn(name="loan.commit")
     async def commit(self, request: CommitRequest) -> CommitResult:
-        return await self._ledger.commit(request.pool_id, request.loan_id, ledger=request.ledger)
+        """The loan's last step when funded, so its terminal metrics are recorded here: an
+        activity's completion is recorded once, while the workflow code after its last
+        completed task runs again when that task's completion is refused (a signal that arrived
+        meanwhile), which counted such loans twice from the workflow's meter."""
+        result = await self._ledger.commit(request.pool_id, request.loan_id, ledger=request.ledger)
+        meter = activity.metric_meter()
+        _finished(meter, "funded")
+        if request.submitted_at_ms is not None:
+            elapsed = max(time.time() - request.submitted_at_ms / 1000, 0.0)
+            meter.create_histogram_float(
+                "loan_settlement_duration_seconds",
+                "From the signed transaction relayed to the reservation committed",
+                "s",
+            ).record(elapsed)
+        return result
 
     @activity.defn(name="loan.release")
     async def release(self, request: ReleaseRequest) -> ReleaseResult:
         result = await self._ledger.release(request.pool_id, request.loan_id, reason=request.reason)
         if result.outcome != "already_committed":  # a funded loan's sequence is spent anyway
             await self._tx_index.release_claim(request.loan_id)
+        # As in commit: a release that ends the loan counts it here (already committed: the
+        # chain settled first, the loan ends funded whatever the release was for).
+        if result.outcome == "already_committed":
+            _finished(activity.metric_meter(), "funded")
+        elif request.finish_state is not None:
+            _finished(activity.metric_meter(), request.finish_state)
         return result
 
     def all(self) -> list[object]:
@@ -228,3 +253,9 @@ class LoanActivities:
             self.commit,
             self.release,
         ]
+
+
+def _finished(meter: MetricMeter, state: str) -> None:
+    meter.create_counter("loans_finished", "Loans that reached a terminal state").add(
+        1, {"state": state}
+    )

@@ -338,29 +338,36 @@ class LoanWorkflow:
     # ---- obligations -------------------------------------------------------------------------
 
     async def _commit(self, ledger: int, detail: str) -> None:
+        submitted = self._submitted_at
         result = await workflow.execute_activity_method(
             LoanActivities.commit,
-            CommitRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, ledger=ledger),
+            CommitRequest(
+                pool_id=self._loan.pool_id,
+                loan_id=self._loan.loan_id,
+                ledger=ledger,
+                submitted_at_ms=int(submitted.timestamp() * 1000) if submitted else None,
+            ),
             start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
             retry_policy=_OBLIGATION_RETRY,
         )
         self._view.settled_ledger = ledger
-        if self._submitted_at is not None:
-            elapsed = (workflow.now() - self._submitted_at).total_seconds()
-            workflow.metric_meter().create_histogram_float(
-                "loan_settlement_duration_seconds",
-                "From the signed transaction relayed to the reservation committed",
-                "s",
-            ).record(max(elapsed, 0.0))
+        self._finish_counted = True  # by the commit activity, with the settlement duration
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
     async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
         result = await workflow.execute_activity_method(
             LoanActivities.release,
-            ReleaseRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, reason=reason),
+            ReleaseRequest(
+                pool_id=self._loan.pool_id,
+                loan_id=self._loan.loan_id,
+                reason=reason,
+                finish_state=state.value if state is not None else None,
+            ),
             start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
             retry_policy=_OBLIGATION_RETRY,
         )
+        if result.outcome == "already_committed" or state is not None:
+            self._finish_counted = True  # by the release activity
         if result.outcome == "already_committed":
             # The chain settled first (the watcher committed it): the loan is funded, whatever
             # made us give up on it.
