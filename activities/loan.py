@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
+from stellar_sdk import Keypair
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 
 from chain.client import ChainClient
 from chain.errors import ChainRefusal
+from chain.sponsored import SponsoredOffer
 from chain.types import FundingTx, TxStatus
 from core.models import LoanTerms
 from core.settings import Settings
@@ -59,9 +61,11 @@ class BuildRequest(BaseModel):
 
 
 class BuildOutcome(BaseModel):
-    """Either the prepared transaction or the chain's reason for refusing to simulate it."""
+    """Either the prepared transaction (or, in sponsored mode, the authorization entry to sign)
+    or the chain's reason for refusing to simulate it."""
 
     funding: FundingTx | None = None
+    sponsored: SponsoredOffer | None = None
     refusal_reason: str | None = None
     refusal_detail: str = ""
 
@@ -145,7 +149,11 @@ class LoanActivities:
 
     @activity.defn(name="loan.build_funding")
     async def build_funding(self, request: BuildRequest) -> BuildOutcome:
-        """Builds the XDR and maps its hash to the loan *before* the XDR can reach a borrower."""
+        """Builds the XDR and maps its hash to the loan *before* the XDR can reach a borrower.
+        In sponsored mode it offers the authorization entry instead: no transaction, no hash
+        and no borrower sequence yet (the submit assembles the channel's transaction)."""
+        if self._settings.funding_mode == "sponsored":
+            return await self._offer_sponsored(request)
         try:
             funding = await self._chain.build_funding_tx(
                 request.creditline_id, request.terms, max_time=request.max_time
@@ -172,6 +180,28 @@ class LoanActivities:
                 ),
             )
         return BuildOutcome(funding=funding)
+
+    async def _offer_sponsored(self, request: BuildRequest) -> BuildOutcome:
+        channels = self._settings.channel_secret_list
+        if not channels:
+            return BuildOutcome(
+                refusal_reason="no_channel_accounts",
+                refusal_detail="FUNDING_MODE=sponsored needs CHANNEL_SECRETS",
+            )
+        # any channel account serves as the simulation's source: the borrower is then not the
+        # source, so recording mode records the borrower's address-credential entry
+        sponsor = Keypair.from_secret(channels[0]).public_key
+        try:
+            offer = await self._chain.offer_sponsored_entry(
+                request.creditline_id,
+                request.terms,
+                sponsor=sponsor,
+                expires_at=request.max_time,
+                ledger_seconds=self._settings.ledger_seconds,
+            )
+        except ChainRefusal as refusal:
+            return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+        return BuildOutcome(sponsored=offer)
 
     @activity.defn(name="loan.watch_submission")
     async def watch_submission(self, request: WatchRequest) -> None:
