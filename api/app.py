@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from api.auth.startup import check_secrets
+from api.body_limit import install_body_limit
 from api.deps import Services
-from api.errors import install_error_handlers
+from api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from api.metrics import ObservabilityMiddleware, PoolCollector
 from api.routes import admin, auth, dashboard, health, keys, loans, pools, reconciliation
 from core.settings import Settings, get_settings
@@ -57,6 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # add_middleware wraps: the last added runs first. Observability outermost (request id, log
+    # line, metrics of every answer), then the body limit, then the catch-all 500.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    install_body_limit(app, settings)
     app.add_middleware(ObservabilityMiddleware)
     for module in (loans, pools, admin, keys, auth, health):
         app.include_router(module.router)

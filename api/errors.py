@@ -12,6 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.telemetry.logs import current_context
 
 log = logging.getLogger("api")
 
@@ -112,9 +115,53 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=headers)
 
 
+def internal_error() -> JSONResponse:
+    """The 500 names the request id that the error's log line carries, so an operator finds
+    the trace from what the client reports."""
+    request_id = current_context().get("request_id")
+    return error_response(
+        500,
+        "internal_error",
+        "internal error; see the API log",
+        {"request_id": request_id} if request_id else None,
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    """Last resort for errors raised outside UnexpectedErrorMiddleware (Starlette then re-raises
+    and the server closes the connection)."""
     log.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the API log")
+    return internal_error()
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with the 500 in the error shape and does *not* re-raise
+    it: Starlette's outermost handler sends its 500 and then re-raises, and the server closes the
+    client's keep-alive connection. Runs inside ObservabilityMiddleware, so the log line and the
+    response carry the request id. After the response started nothing can be said: re-raised."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("unhandled error", exc_info=exc)
+            await internal_error()(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
