@@ -360,3 +360,25 @@ async def test_submit_body_must_match_the_mode(sponsored: Sponsored) -> None:
     assert resp.status_code == 422, resp.text
     resp = await sponsored.submit(created["loan_id"], "not base64!")
     assert assert_error(resp, 400, "auth_entry_mismatch")["reason"] == "malformed"
+
+
+async def test_stepfi_refusals_hold_in_sponsored_mode(sponsored: Sponsored) -> None:
+    """The offer's simulation runs StepFi's checks as the source-account build does: a borrower
+    below the reputation threshold is refused at open with the typed reason, no entry to sign
+    is handed out and nothing stays reserved."""
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    await devnet_call(
+        sponsored.devnet.rpc_url,
+        "devnet_setReputation",
+        {"user": borrower.public_key, "score": 10},
+    )
+    resp = await sponsored.http.post(
+        "/v1/loans",
+        json=loan_body(pool.pool_id, borrower.public_key, Keypair.random().public_key),
+        headers=key(),
+    )
+    details = assert_error(resp, 422, "credit_declined")
+    assert details["reason"] == "insufficient_reputation", details
+    assert "auth_entry" not in resp.text
+    assert await sponsored.reserved(pool) == ("0", 0)
