@@ -14,25 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.net import free_port, port_is_free
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """The preferred port when nobody listens on it (stable URLs), else any free one."""
-    if preferred and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+__all__ = ["Child", "Supervisor", "free_port", "port_is_free", "stop", "tcp_open"]
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -262,6 +262,11 @@ def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     return url, passphrase
 
 
+def sponsored_mode() -> bool:
+    """FUNDING_MODE=sponsored make run: channel accounts are created, funded and configured."""
+    return os.environ.get("FUNDING_MODE", "source_account") == "sponsored"
+
+
 def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[str, Any]:
     say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
     log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
@@ -279,6 +284,8 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
                 env.get("DEMO_POOL_LIQUIDITY", "10000"),
                 "--borrowers",
                 "6",
+                "--channels",
+                env.get("CHANNEL_ACCOUNTS", "4") if sponsored_mode() else "0",
                 "--out",
                 str(CHAIN_FILE),
             ],
@@ -397,6 +404,12 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
             f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
             f"                  available {format_stroops(establish['available'])} at ledger "
             f"{establish['ledger']}",
+            f"  Funding mode    {values.get('FUNDING_MODE', 'source_account')}"
+            + (
+                f"   ({len(values['CHANNEL_SECRETS'].split(','))} channel accounts)"
+                if values.get("CHANNEL_SECRETS")
+                else ""
+            ),
             f"  Platform key    {values['PLATFORM_API_KEY']}   (loans:write loans:read pools:read)",
             f"  Operator key    {values['OPERATOR_API_KEY']}   (operator)",
             f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
@@ -463,6 +476,11 @@ def run(args: argparse.Namespace) -> int:
             "METRICS_HOST": "127.0.0.1",
             **redis_topology(),
         }
+        if sponsored_mode():
+            values["FUNDING_MODE"] = "sponsored"
+            values["CHANNEL_SECRETS"] = ",".join(c["secret"] for c in chain["channels"])
+            values["LEDGER_SECONDS"] = os.environ.get("DEVNET_LEDGER_INTERVAL", "2")
+            say(f"sponsored funding: {len(chain['channels'])} channel accounts funded")
         for name, port in metrics_ports.items():
             values[f"{name}_METRICS_PORT"] = str(port)
             values[f"{name}_METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"

@@ -18,12 +18,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import Keypair
 
-from devnet.kit import free_port
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import stack_settings
 from tests.saga.procs import Proc
-
-UNIT = 10_000_000
+from tools.procs import free_port
 
 
 class Samples:
