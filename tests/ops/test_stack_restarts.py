@@ -25,11 +25,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from chain.envelope import sign_envelope
+from core.money import UNIT
 from devnet.kit import deploy_pool, new_funded_keypair
 from tests.api.helpers import loan_body, wait_state
 from tests.fixtures.redis import REDIS_URL, delete_prefix
 from tests.fixtures.temporal import ROOT
-from tests.ops.stack import UNIT, OpsStack, api_ready, prepare_ops_stack, watcher_up, worker_polling
+from tests.ops.stack import OpsStack, api_ready, prepare_ops_stack, watcher_up, worker_polling
 from tests.saga.procs import CWD, proc_env
 from tools import stack as stack_tool
 from tools.procs import Child, Supervisor
