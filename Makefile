@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv lock browser run test lint typecheck demo bench-ledger bench-e2e bench-scale bench-auth clean
+.PHONY: venv lock browser run test lint typecheck demo bench-ledger bench-e2e bench-scale bench-auth bench-memo clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,9 @@ bench-scale: venv
 
 bench-auth: venv
 	$(PY) -m bench.auth
+
+bench-memo: venv
+	$(PY) -m bench.memo
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

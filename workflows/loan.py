@@ -523,6 +523,7 @@ class LoanWorkflow:
             self._append_history(
                 "cancel ignored: the signed transaction is already on its way to the chain"
             )
+            self._record_view()
 
     @workflow.query
     def status(self) -> LoanView:

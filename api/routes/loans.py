@@ -560,7 +560,7 @@ async def _submit_sponsored(
         await svc.redis.delete(guard)
     await _signal_submitted(client, view.loan_id, sent.tx_hash)
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
-    fresh = await _view_or_404(client, view.loan_id)
+    fresh = await _view_or_404(svc, client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
 
 

@@ -143,8 +143,8 @@ async def outage(saga_stack: Any, own_devnet: DevnetProcess) -> AsyncIterator[Ou
             proc.stop()
         api.stop()
         for proc in [*out.workers, watcher]:
-            print(f"---- {proc.proc.args} (pid {proc.pid})\n{proc.log()[-3000:]}")
-        print(f"---- api\n{api.log()[-3000:]}")
+            print(f"---- worker or watcher, pid {proc.pid}\n{proc.log()[-3000:]}")
+        print(f"---- api\n{api.proc.log()[-3000:]}")
         await chain.close()
         await delete_prefix(saga_stack.redis, prefix)
         await env.shutdown()
