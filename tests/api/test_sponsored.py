@@ -411,3 +411,62 @@ async def test_try_again_later_is_waited_out(sponsored: Sponsored) -> None:
     assert resp.status_code == 202, resp.text
     view = await wait_state(sponsored.http, created["loan_id"], {"funded", "failed"})
     assert view["state"] == "funded", view
+
+
+async def test_no_free_channel_is_503_and_the_reservation_stays(sponsored: Sponsored) -> None:
+    """Every channel leased (as by four transactions in flight): the submit answers 503
+    channels_busy with Retry-After, nothing is sent and the loan keeps its reservation; once a
+    channel is free the same signed entry funds the loan."""
+    from channels.pool import ChannelPool
+
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    created = await sponsored.open(pool, borrower)
+    signed = sponsored.sign(created, borrower)
+    holder = ChannelPool(
+        sponsored.stack.redis,
+        sponsored.stack.chain,
+        [c.secret for c in sponsored.channels],
+        prefix=sponsored.stack.settings.ledger_prefix,
+        wait_seconds=10,
+    )
+    max_time = int(time.time()) + 60
+    leases = [await holder.acquire(max_time=max_time) for _ in sponsored.channels]
+    try:
+        resp = await sponsored.http.post(
+            f"/v1/loans/{created['loan_id']}/submit", json={"signed_auth_entry": signed}
+        )
+        assert_error(resp, 503, "channels_busy")
+        assert int(resp.headers["Retry-After"]) >= 1
+        view = (await sponsored.http.get(f"/v1/loans/{created['loan_id']}")).json()
+        assert view["state"] == "reserved" and view["funding"]["tx_hash"] == "", view
+        assert await sponsored.reserved(pool) == ("80", 1)
+    finally:
+        for lease in leases:
+            await holder.release(lease)
+    resp = await sponsored.submit(created["loan_id"], signed)
+    assert resp.status_code == 202, resp.text
+    view = await wait_state(sponsored.http, created["loan_id"], {"funded", "failed"})
+    assert view["state"] == "funded", view
+
+
+async def test_a_refusal_only_the_chain_can_tell_releases_the_reservation(
+    sponsored: Sponsored,
+) -> None:
+    """The entry is the offer, signed by the borrower, but the chain's state changed since the
+    open (the borrower's score fell below StepFi's threshold): the enforcing simulation at
+    submit refuses, the API answers 422 tx_rejected with the typed reason and releases."""
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    created = await sponsored.open(pool, borrower)
+    signed = sponsored.sign(created, borrower)
+    await devnet_call(
+        sponsored.devnet.rpc_url,
+        "devnet_setReputation",
+        {"user": borrower.public_key, "score": 10},
+    )
+    resp = await sponsored.submit(created["loan_id"], signed)
+    details = await _refused_and_released(
+        sponsored, pool, created["loan_id"], resp, 422, "tx_rejected"
+    )
+    assert details["reason"] == "insufficient_reputation", details
