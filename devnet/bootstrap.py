@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from chain.client import ChainClient
-from core.money import STROOPS_PER_UNIT, to_stroops
+from core.money import format_stroops, to_stroops
 from core.settings import get_settings
 from devnet.kit import deploy_pool, new_funded_keypair, set_reputation, set_vendor
 
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             channels=args.channels,
         )
     )
-    units = Decimal(result["pool_stats"]["total_liquidity"]) / STROOPS_PER_UNIT
+    units = format_stroops(int(result["pool_stats"]["total_liquidity"]))
     print(f"pool_id       {result['pool_id']}")
     print(f"creditline_id {result['creditline_id']}")
     print(f"token_id      {result['token_id']}")

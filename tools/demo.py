@@ -80,7 +80,7 @@ class Demo:
         return int(time.time()) + 30 * 86400 + self._serial
 
     def body(self, borrower: str, funded: int, ttl: int | None = None) -> dict[str, Any]:
-        guarantee = funded // 4  # 20 % of the total: above the 10 % guarantee policy
+        guarantee = funded // 4  # 20 % of the total: StepFi's minimum guarantee
         total = funded + guarantee
         body: dict[str, Any] = {
             "pool_id": self.pool_id,

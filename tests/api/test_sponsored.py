@@ -22,13 +22,13 @@ from stellar_sdk.auth import authorize_entry
 from api.app import create_app
 from api.auth.keys import ApiKeyStore
 from api.auth.principal import SCOPES
+from core.money import UNIT
 from devnet.kit import DeployedPool, deploy_pool, devnet_call, fund_account
-from tests.api.conftest import free_port
 from tests.api.helpers import assert_error, key, loan_body, wait_state
 from tests.fixtures.devnet import BORROWER_TOKENS, LEDGER_INTERVAL
 from tests.fixtures.temporal import register_pool, running_saga_stack
+from tools.procs import free_port
 
-UNIT = 10_000_000
 CHANNELS = 4
 
 

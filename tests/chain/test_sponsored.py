@@ -15,8 +15,9 @@ from stellar_sdk.auth import authorize_entry
 from chain import sponsored
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from core.money import UNIT
 from devnet.kit import fund_account, wait_for_tx
-from tests.chain.helpers import UNIT, loan_terms
+from tests.chain.helpers import loan_terms
 from tests.fixtures.devnet import BORROWER_TOKENS, LEDGER_INTERVAL
 
 

@@ -26,6 +26,7 @@ from temporalio.worker import Replayer
 from chain.sponsored import check_signed_entry
 from channels.pool import ChannelPool
 from core.models import Cancel, LoanOffer, LoanState, Submitted
+from core.money import UNIT
 from devnet.kit import fund_account, wait_for_tx
 from liquidity.tx_index import TxRef
 from runtime.worker import build_worker
@@ -36,7 +37,6 @@ from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle, signal_cancel, signal_submitted
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-UNIT = 10_000_000
 
 
 async def _has_signal(client: Client, loan_id: str, name: str) -> bool:
