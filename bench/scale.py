@@ -46,7 +46,7 @@ from core.models import Cancel, LoanInput, LoanOffer, OpenLoan
 from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
 from devnet.kit import deploy_pool, new_funded_keypair, start_devnet
-from liquidity.connection import connect_redis
+from liquidity.connection import RedisClient, connect_redis
 from liquidity.ledger import Ledger
 from reconcile.reconciler import establish_pool
 from runtime.clients import Clients
@@ -89,7 +89,8 @@ def growth(xs: list[float], ys: list[float]) -> str:
 # ---- 1. ledger on a cluster vs one node --------------------------------------------------------
 
 
-async def reserve_p50(ledger: Ledger, samples: int) -> float:
+async def reserve_p50(redis: RedisClient, prefix: str, samples: int) -> float:
+    ledger = Ledger(redis, prefix=prefix)
     pool = f"bench-{uuid.uuid4().hex[:8]}"
     await ledger.apply_snapshot(
         pool, ledger=1, total=10**15, locked=0, available=10**15, establish=True
@@ -101,7 +102,7 @@ async def reserve_p50(ledger: Ledger, samples: int) -> float:
         t0 = time.perf_counter()
         await ledger.reserve(pool, f"L{i}", f"b{i % 50}", 1, ttl_ms=60_000, borrower_limit=10**15)
         times.append((time.perf_counter() - t0) * 1000)
-    await ledger.forget_pool(pool)
+    await redis.delete(*ledger.keys(pool).ordered())
     return p50(times)
 
 
@@ -121,8 +122,8 @@ async def ledger_cluster_vs_single(samples: int, rounds: int = 3) -> dict[str, f
         c: list[float] = []
         try:
             for _ in range(rounds):
-                s.append(await reserve_p50(Ledger(single, prefix=prefix), samples))
-                c.append(await reserve_p50(Ledger(on_cluster, prefix=prefix), samples))
+                s.append(await reserve_p50(single, prefix, samples))
+                c.append(await reserve_p50(on_cluster, prefix, samples))
         finally:
             await single.aclose()
             await on_cluster.aclose()

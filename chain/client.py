@@ -55,9 +55,9 @@ _READER = Keypair.from_raw_ed25519_seed(b"liquidity-saga read-only source!").pub
 
 # stellar-sdk parametrizes its pydantic JSON-RPC models (`Request[...]`, `Response[Any]`) on every
 # call, and pydantic caches a parametrized model only weakly: each time the garbage collector has
-# dropped one, the next call builds the model class again (~1.5 ms: schema and validator). Under
-# load that was ~1 % of the worker's CPU and ~4 % of the watcher's. Holding the ones this client
-# uses keeps pydantic's cache warm for the life of the process.
+# dropped one, the next call builds the model class again (schema and validator: a measurable
+# share of the worker's and the watcher's CPU under load, docs/benchmarks.md). Holding the ones
+# this client uses keeps pydantic's cache warm for the life of the process.
 _RPC_MODELS = (
     Response[Any],
     Request[GetEventsRequest],

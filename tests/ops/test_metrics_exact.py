@@ -22,10 +22,11 @@ import redis.asyncio as aioredis
 
 from chain.envelope import sign_envelope
 from core.models import Submitted
+from core.money import UNIT
 from devnet.kit import deploy_pool, new_funded_keypair
 from tests.api.helpers import loan_body, wait_state
 from tests.fixtures.redis import REDIS_URL
-from tests.ops.stack import UNIT, ops_stack
+from tests.ops.stack import ops_stack
 from workflows.loan_client import LoanClosed, signal_submitted
 
 LOANS = 8
