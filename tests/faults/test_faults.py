@@ -21,7 +21,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,9 +114,21 @@ async def open_loan(live: Live, borrower: Keypair) -> tuple[str, httpx.Response]
         while True:
             reply = await http.post("/v1/loans", json=body, headers={"Idempotency-Key": key})
             assert reply.status_code != 500, reply.text  # no fault reaches a 500
-            if reply.status_code < 500 or time.monotonic() > deadline:
+            if reply.status_code < 500 or final(reply) or time.monotonic() > deadline:
                 return loan_id, reply
             await asyncio.sleep(min(float(reply.headers.get("Retry-After", 1)), 1.0))
+
+
+# 503s that are the loan's outcome, not "try again": its open steps timed out (reservation
+# released), or they started only after the request's deadline (nothing reserved).
+FINAL_503 = {"loan_open_failed", "open_deadline_passed"}
+
+
+def final(reply: httpx.Response) -> bool:
+    try:
+        return bool(reply.json()["error"]["code"] in FINAL_503)
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 async def submit(live: Live, loan: dict[str, Any]) -> None:
@@ -153,12 +165,19 @@ def at_rest(view: dict[str, Any]) -> bool:
     return view["state"] == "reserved" and bool(view.get("funding"))
 
 
-async def settled(live: Live, within: float = 60) -> dict[str, dict[str, Any]]:
-    """Every loan of the module terminal or reserved with its offer (nothing mid-step)."""
+async def settled(
+    live: Live, funded: Collection[str] = (), within: float = 60
+) -> dict[str, dict[str, Any]]:
+    """Every loan of the module terminal or reserved with its offer (nothing mid-step), and
+    those in `funded` (signed and relayed) funded."""
     deadline = time.monotonic() + within
     while True:
         found = await views(live)
-        moving = {i: v["state"] for i, v in found.items() if not at_rest(v)}
+        moving = {
+            i: v["state"]
+            for i, v in found.items()
+            if not at_rest(v) or (i in funded and v["state"] != "funded")
+        }
         if not moving:
             return found
         assert time.monotonic() < deadline, f"loans still moving after {within}s: {moving}"
@@ -225,12 +244,12 @@ async def cell(live: Live, fault: Callable[[Watch, Callable[[], None]], Awaitabl
         for result in results:
             if result is not None:
                 loan_id, reply = result
-                assert reply.status_code < 500, (loan_id, reply.status_code, reply.text)
+                assert reply.status_code < 500 or final(reply), (loan_id, reply.text)
         for offer in offers:
             async with live.ops.http() as http:
                 reply = await http.get(f"/v1/loans/{offer['loan_id']}")
             assert reply.status_code == 200
-        found = await settled(live)
+        found = await settled(live, funded={offer["loan_id"] for offer in offers})
         for offer in offers:
             assert found[offer["loan_id"]]["state"] == "funded", found[offer["loan_id"]]
         assert not watch.failures, watch.failures
