@@ -158,7 +158,7 @@ async def test_try_again_later_is_waited_out_and_busy_is_clear(
 
 
 @pytest.mark.parametrize("mode", ["mid_build", "after_submit"])
-async def test_a_holder_killed_with_its_lease_frees_the_channel(  # type: ignore[no-untyped-def]
+async def test_a_holder_killed_with_its_lease_frees_the_channel(
     devnet, deploy_pool, chain_client, redis_topology, key_prefix, mode: str
 ) -> None:
     """A real process leases the only channel and is SIGKILLed by PID: mid-build (no
