@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis.asyncio as aioredis
 
@@ -81,3 +82,23 @@ async def test_terminal_markers_are_forgotten_after_retention(
     await asyncio.sleep(0.1)
     await ledger.sweep(pool)
     assert (await ledger.release(pool, "L1", reason="x")).outcome == "unknown_loan"
+
+
+async def test_sweep_releases_more_than_one_script_batch(ledger: Ledger, pool: str) -> None:
+    """The sweep script releases a bounded batch per call and says when more may be due; the
+    ledger calls it until none is: every expired hold is released by one sweep."""
+    await establish(ledger, pool, 10_000)
+    hold_until = int(time.time() * 1000) + 500
+    loans = [f"R{i}" for i in range(1_001 + 7)]
+    for loan in loans:
+        await ledger.restore(
+            pool,
+            loan,
+            borrower="alice",
+            amount=1,
+            expires_at_ms=hold_until,
+            hold_until_ms=hold_until,
+        )
+    await asyncio.sleep(max(hold_until / 1000 - time.time(), 0) + 0.2)
+    assert sorted(await ledger.sweep(pool)) == sorted(loans)
+    assert (await ledger.status(pool)).reserved == 0
