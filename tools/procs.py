@@ -41,6 +41,10 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    # How it was started, so a supervisor can start it again the same way.
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -91,9 +95,21 @@ class Supervisor:
             start_new_session=True,
         )
         log.close()
-        child = Child(name, proc, log_path)
+        child = Child(name, proc, log_path, list(argv), dict(env), cwd)
         self.children.append(child)
         return child
+
+    def restart(self, child: Child) -> Child:
+        """Start `child` again as it was started (same argv, env, cwd and log file), in its
+        place in the stop order; the old process must have exited."""
+        if child.alive():
+            raise RuntimeError(f"{child.name} (pid {child.pid}) is still running")
+        index = self.children.index(child)
+        self.children.remove(child)
+        fresh = self.start(child.name, child.argv, child.env, child.cwd)
+        self.children.remove(fresh)
+        self.children.insert(index, fresh)
+        return fresh
 
     def wait_until(
         self, child: Child, ready: Callable[[], bool], timeout: float, what: str

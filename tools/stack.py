@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ import httpx
 import redis as redis_sync
 
 from core.process_exit import exit_skipping_teardown
-from tools.procs import Child, Supervisor, free_port, tcp_open, unwind_on_stop_signals
+from tools.procs import Supervisor, free_port, tcp_open, unwind_on_stop_signals
+from tools.restart import RestartPolicy, StackLost, supervise
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -172,7 +174,7 @@ def ensure_redis(sup: Supervisor) -> str:
     return url
 
 
-def start_temporal(sup: Supervisor) -> tuple[str, str]:
+def start_temporal(sup: Supervisor, db: Path = TEMPORAL_DB) -> tuple[str, str]:
     from workflows.search_attributes import dev_server_flags
 
     temporal = ROOT / ".venv" / "bin" / "temporal"
@@ -192,7 +194,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
         "--ui-port",
         str(ui_port),
         "--db-filename",
-        str(TEMPORAL_DB),
+        str(db),
         "--log-level",
         "warn",
         "--log-format",
@@ -203,7 +205,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
     address = f"127.0.0.1:{port}"
     sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
     sup.wait_until(child, lambda: tcp_open(ui_port), 30, "the Web UI listening")
-    say(f"Temporal: {address} (state in {TEMPORAL_DB.relative_to(ROOT)})")
+    say(f"Temporal: {address} (state in {db})")
     return address, f"http://127.0.0.1:{ui_port}"
 
 
@@ -420,7 +422,8 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
             f"                  watcher {values['WATCHER_METRICS_URL']}",
             f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
             "",
-            "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
+            "  Try `make demo` in another terminal. Ctrl-C here stops everything; a worker,",
+            "  watcher or API that exits is restarted (losing Temporal or the devnet stops it).",
             "",
         ]
     )
@@ -507,16 +510,15 @@ def run(args: argparse.Namespace) -> int:
         say("stopped")
 
 
-def watch(sup: Supervisor) -> int:
-    while True:
-        dead: Child | None = sup.first_dead()
-        if dead is not None:
-            say(
-                f"{dead.name} (pid {dead.pid}) exited with {dead.proc.returncode}; "
-                f"last lines of {dead.log_path}:\n{dead.tail()}"
-            )
-            return 1
-        time.sleep(1.0)
+def watch(sup: Supervisor, stop: Callable[[], bool] = lambda: False) -> int:
+    """Keep the stack up (tools/restart.py): a worker, watcher, API or Redis we started that
+    exits is restarted with backoff; a crash loop, or Temporal or the devnet gone, stops it."""
+    try:
+        supervise(sup, RestartPolicy.from_env(), say=say, stop=stop)
+    except StackLost as exc:
+        say(str(exc))
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
