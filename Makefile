@@ -46,7 +46,7 @@ browser:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy core liquidity chain devnet reconcile runtime settlement workflows activities api tools worker.py watcher.py tests bench
+	$(VENV)/bin/mypy core liquidity chain channels devnet reconcile runtime settlement workflows activities api tools worker.py watcher.py tests bench
 
 demo: venv
 	$(PY) -m tools.demo

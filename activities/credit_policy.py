@@ -65,8 +65,3 @@ def declines(terms: LoanTerms, *, settings: Settings, now: int) -> list[tuple[st
     if any(b.due_date <= a.due_date for a, b in pairwise(schedule)):
         out.append(("invalid_due_date", "installment due dates must be strictly increasing"))
     return out
-
-
-def decline_reasons(terms: LoanTerms, *, settings: Settings, now: int) -> list[str]:
-    """Reasons to decline `terms` at Unix second `now`; empty when the loan passes the policy."""
-    return [text for _, text in declines(terms, settings=settings, now=now)]

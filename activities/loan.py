@@ -13,11 +13,14 @@ from collections.abc import Callable
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
+from stellar_sdk import Keypair
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 
 from chain.client import ChainClient
 from chain.errors import ChainRefusal
+from chain.sponsored import SponsoredOffer
 from chain.types import FundingTx, TxStatus
 from core.models import LoanTerms
 from core.settings import Settings
@@ -58,9 +61,11 @@ class BuildRequest(BaseModel):
 
 
 class BuildOutcome(BaseModel):
-    """Either the prepared transaction or the chain's reason for refusing to simulate it."""
+    """Either the prepared transaction (or, in sponsored mode, the authorization entry to sign)
+    or the chain's reason for refusing to simulate it."""
 
     funding: FundingTx | None = None
+    sponsored: SponsoredOffer | None = None
     refusal_reason: str | None = None
     refusal_detail: str = ""
 
@@ -69,12 +74,16 @@ class CommitRequest(BaseModel):
     pool_id: str
     loan_id: str
     ledger: int
+    # When the signed transaction was relayed (Unix ms), for the settlement-duration metric.
+    submitted_at_ms: int | None = None
 
 
 class ReleaseRequest(BaseModel):
     pool_id: str
     loan_id: str
     reason: str
+    # The terminal state the loan reaches with this release (None: the workflow decides later).
+    finish_state: str | None = None
 
 
 class WatchRequest(BaseModel):
@@ -140,7 +149,11 @@ class LoanActivities:
 
     @activity.defn(name="loan.build_funding")
     async def build_funding(self, request: BuildRequest) -> BuildOutcome:
-        """Builds the XDR and maps its hash to the loan *before* the XDR can reach a borrower."""
+        """Builds the XDR and maps its hash to the loan *before* the XDR can reach a borrower.
+        In sponsored mode it offers the authorization entry instead: no transaction, no hash
+        and no borrower sequence yet (the submit assembles the channel's transaction)."""
+        if self._settings.funding_mode == "sponsored":
+            return await self._offer_sponsored(request)
         try:
             funding = await self._chain.build_funding_tx(
                 request.creditline_id, request.terms, max_time=request.max_time
@@ -168,6 +181,28 @@ class LoanActivities:
             )
         return BuildOutcome(funding=funding)
 
+    async def _offer_sponsored(self, request: BuildRequest) -> BuildOutcome:
+        channels = self._settings.channel_secret_list
+        if not channels:
+            return BuildOutcome(
+                refusal_reason="no_channel_accounts",
+                refusal_detail="FUNDING_MODE=sponsored needs CHANNEL_SECRETS",
+            )
+        # any channel account serves as the simulation's source: the borrower is then not the
+        # source, so recording mode records the borrower's address-credential entry
+        sponsor = Keypair.from_secret(channels[0]).public_key
+        try:
+            offer = await self._chain.offer_sponsored_entry(
+                request.creditline_id,
+                request.terms,
+                sponsor=sponsor,
+                expires_at=request.max_time,
+                ledger_seconds=self._settings.ledger_seconds,
+            )
+        except ChainRefusal as refusal:
+            return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+        return BuildOutcome(sponsored=offer)
+
     @activity.defn(name="loan.watch_submission")
     async def watch_submission(self, request: WatchRequest) -> None:
         await self._tx_index.watch(request.tx_hash, until=request.until)
@@ -178,13 +213,33 @@ class LoanActivities:
 
     @activity.defn(name="loan.commit")
     async def commit(self, request: CommitRequest) -> CommitResult:
-        return await self._ledger.commit(request.pool_id, request.loan_id, ledger=request.ledger)
+        """The loan's last step when funded, so its terminal metrics are recorded here: an
+        activity's completion is recorded once, while the workflow code after its last
+        completed task runs again when that task's completion is refused (a signal that arrived
+        meanwhile), which counted such loans twice from the workflow's meter."""
+        result = await self._ledger.commit(request.pool_id, request.loan_id, ledger=request.ledger)
+        meter = activity.metric_meter()
+        _finished(meter, "funded")
+        if request.submitted_at_ms is not None:
+            elapsed = max(time.time() - request.submitted_at_ms / 1000, 0.0)
+            meter.create_histogram_float(
+                "loan_settlement_duration_seconds",
+                "From the signed transaction relayed to the reservation committed",
+                "s",
+            ).record(elapsed)
+        return result
 
     @activity.defn(name="loan.release")
     async def release(self, request: ReleaseRequest) -> ReleaseResult:
         result = await self._ledger.release(request.pool_id, request.loan_id, reason=request.reason)
         if result.outcome != "already_committed":  # a funded loan's sequence is spent anyway
             await self._tx_index.release_claim(request.loan_id)
+        # As in commit: a release that ends the loan counts it here (already committed: the
+        # chain settled first, the loan ends funded whatever the release was for).
+        if result.outcome == "already_committed":
+            _finished(activity.metric_meter(), "funded")
+        elif request.finish_state is not None:
+            _finished(activity.metric_meter(), request.finish_state)
         return result
 
     def all(self) -> list[object]:
@@ -198,3 +253,9 @@ class LoanActivities:
             self.commit,
             self.release,
         ]
+
+
+def _finished(meter: MetricMeter, state: str) -> None:
+    meter.create_counter("loans_finished", "Loans that reached a terminal state").add(
+        1, {"state": state}
+    )

@@ -74,6 +74,7 @@ class ReconcileActivities:
             freeze_threshold=self._settings.drift_freeze_threshold_stroops,
             event_window_ledgers=self._settings.reconcile_event_window_ledgers,
             clock=time.time,
+            progress=activity.heartbeat,  # the workflow's heartbeat timeout catches a stuck run
         )
         return await reconciler.reconcile(request.pool_id, creditline, run_id=request.run_id)
 

@@ -23,9 +23,11 @@ from api.auth.tokens import SessionTokens
 from api.errors import ApiError
 from api.squatting import SquattingGuard
 from chain.client import ChainClient
+from channels.pool import ChannelPool
 from core.settings import Settings
 from liquidity.connection import RedisClient
 from liquidity.ledger import Ledger
+from liquidity.tx_index import TxIndex
 from reconcile.reconciler import ReportStore
 from runtime import clients
 
@@ -41,6 +43,8 @@ class Services:
     sep10: Sep10
     tokens: SessionTokens
     squatting: SquattingGuard
+    tx_index: TxIndex | None = None
+    channels: ChannelPool | None = None  # sponsored funding's channel accounts
     _temporal: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -72,6 +76,8 @@ class Services:
             squatting=SquattingGuard(
                 Admission(built.redis, prefix=settings.ledger_prefix), settings
             ),
+            tx_index=built.tx_index,
+            channels=clients.channel_pool(settings, built.redis, built.chain),
         )
 
     async def temporal(self) -> Client:

@@ -128,13 +128,30 @@ class LoanRequest(BaseModel):
 
 
 class SubmitRequest(BaseModel):
+    """One of the two, by the loan's funding mode: `signed_xdr` (source_account) or
+    `signed_auth_entry` (sponsored)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    signed_xdr: str = Field(
+    signed_xdr: str | None = Field(
+        default=None,
         min_length=1,
         max_length=100_000,
-        description="the funding transaction envelope, signed by the borrower",
+        description="source_account mode: the funding transaction envelope, signed by the borrower",
     )
+    signed_auth_entry: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="sponsored mode: the offered authorization entry, signed by the borrower "
+        "(stellar-sdk authorize_entry, or a wallet's signAuthEntry), base64 XDR",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SubmitRequest:
+        if (self.signed_xdr is None) == (self.signed_auth_entry is None):
+            raise ValueError("give exactly one of signed_xdr and signed_auth_entry")
+        return self
 
 
 class CancelRequest(BaseModel):
@@ -163,9 +180,16 @@ class ErrorOut(BaseModel):
 
 
 class FundingOut(BaseModel):
-    xdr: str
-    tx_hash: str
+    mode: str = Field(default="source_account", description="source_account or sponsored")
+    xdr: str = Field(description="source_account: the transaction to sign; sponsored: empty")
+    tx_hash: str = Field(description="sponsored: empty until the channel's transaction is sent")
     expires_at: int = Field(description="Unix seconds; the transaction's max_time")
+    auth_entry: str = Field(
+        default="", description="sponsored: the unsigned SorobanAuthorizationEntry, base64"
+    )
+    valid_until_ledger: int = Field(
+        default=0, description="sponsored: the entry's signature expiration ledger (inclusive)"
+    )
 
 
 class LoanCreated(BaseModel):

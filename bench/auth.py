@@ -42,13 +42,13 @@ from stellar_sdk import Keypair, StrKey, TransactionEnvelope
 from stellar_sdk.sep.stellar_web_authentication import read_challenge_transaction
 
 from api.auth.keys import ApiKeyStore
+from core.money import UNIT
 from core.settings import Settings
 from runtime.clients import Clients
 from tools.procs import Supervisor, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-UNIT = 10_000_000
 
 
 def pct(values: list[float], q: float) -> float:

@@ -68,6 +68,7 @@ from core.models import (
     LoanTerms,
     OpenLoan,
 )
+from core.money import UNIT
 from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
 from devnet.kit import deploy_pool, new_funded_keypair, start_devnet
@@ -78,7 +79,6 @@ from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES, initial_loan_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIT = 10_000_000
 FUNDED = UNIT  # pool-funded part of every loan
 PASSPHRASE = "Local Devnet ; bench-e2e"
 WARMUP_LOANS = 24
@@ -397,14 +397,13 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="1,8,32")
-    # Each of the N borrowers ends on one refusal when the pool runs dry: with a 256-loan pool at
-    # N=32 those were 32 extra workflows (12 %) charged to the loans, so by default a pool holds
-    # at least 32 loans per borrower (N=32: 1024, ~3 % refusals) and 256 for small N, long
-    # enough to measure.
+    # Each of the N borrowers ends on one refusal when the pool runs dry, a workflow charged to
+    # the loans: so by default a pool holds at least 32 loans per borrower (the refusals stay a
+    # small share of the work) and 256 for small N, long enough to measure.
     parser.add_argument(
         "--loans", type=int, default=None, help="loans per pool (default: max(256, 32 N))"
     )
-    # The machine's speed drifts by 10-15 % from one minute to the next (other tenants), so each
+    # A shared machine's speed drifts from one minute to the next (docs/benchmarks.md), so each
     # N alternates loan and bare rounds instead of running one kind after the other: both kinds
     # see the same drift.
     parser.add_argument(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import (
     AccountNotFoundException,
     BaseRequestError,
+    PrepareTransactionException,
     SorobanRpcErrorResponse,
 )
 from stellar_sdk.soroban_rpc import (
@@ -37,7 +39,7 @@ from stellar_sdk.soroban_rpc import (
     SimulateTransactionRequest,
 )
 
-from chain import decode
+from chain import decode, sponsored
 from chain.envelope import unsigned_envelope_hash
 from chain.errors import ChainRefusal, ChainUnavailable
 from chain.invocation import Invocation
@@ -53,9 +55,9 @@ _READER = Keypair.from_raw_ed25519_seed(b"liquidity-saga read-only source!").pub
 
 # stellar-sdk parametrizes its pydantic JSON-RPC models (`Request[...]`, `Response[Any]`) on every
 # call, and pydantic caches a parametrized model only weakly: each time the garbage collector has
-# dropped one, the next call builds the model class again (~1.5 ms: schema and validator). Under
-# load that was ~1 % of the worker's CPU and ~4 % of the watcher's. Holding the ones this client
-# uses keeps pydantic's cache warm for the life of the process.
+# dropped one, the next call builds the model class again (schema and validator: a measurable
+# share of the worker's and the watcher's CPU under load, docs/benchmarks.md). Holding the ones
+# this client uses keeps pydantic's cache warm for the life of the process.
 _RPC_MODELS = (
     Response[Any],
     Request[GetEventsRequest],
@@ -178,6 +180,98 @@ class ChainClient:
             source=terms.borrower,
             sequence=sequence,
         )
+
+    # -- sponsored funding (chain/sponsored.py) ------------------------------------------------
+    async def offer_sponsored_entry(
+        self,
+        creditline_id: str,
+        terms: LoanTerms,
+        *,
+        sponsor: str,
+        expires_at: int,
+        ledger_seconds: float,
+    ) -> sponsored.SponsoredOffer:
+        """Simulate create_loan with `sponsor` (a channel account) as the source, so recording
+        mode records the borrower's address-credential entry, and offer that entry unsigned
+        with a fresh random nonce and an expiration ledger that cannot outlive `expires_at`."""
+        tx = (
+            TransactionBuilder(Account(sponsor, 0), self.network_passphrase, self.base_fee)
+            .append_invoke_contract_function_op(creditline_id, "create_loan", loan_args(terms))
+            .add_time_bounds(0, expires_at)
+            .build()
+        )
+        simulation, ledger = await asyncio.gather(
+            self._call(self._server.simulate_transaction(tx)),
+            self._call(self._server.get_latest_ledger()),
+        )
+        if simulation.error:
+            reason, detail = decode.decode_simulation_error(
+                simulation.error, creditline_id, "create_loan"
+            )
+            raise ChainRefusal(reason, detail)
+        results = simulation.results
+        if not results or len(results) != 1:
+            raise ChainUnavailable(f"simulation results invalid: {results}")
+        recorded = sponsored.borrower_entry(results[0].auth or [], terms.borrower)
+        if recorded is None:
+            raise ChainUnavailable("simulation recorded no single address entry for the borrower")
+        until = sponsored.valid_until_ledger(
+            latest_ledger=ledger.sequence,
+            latest_close_time=ledger.close_time,
+            expires_at=expires_at,
+            ledger_seconds=ledger_seconds,
+        )
+        if until <= ledger.sequence:
+            raise ChainRefusal(
+                FailureReason.TOO_LATE, "the reservation ends before another ledger closes"
+            )
+        offered = sponsored.with_offer_fields(
+            recorded, nonce=secrets.randbelow(2**63), valid_until=until
+        )
+        return sponsored.SponsoredOffer(
+            auth_entry=offered.to_xdr(),
+            valid_until_ledger=until,
+            expires_at=expires_at,
+            latest_ledger=ledger.sequence,
+        )
+
+    async def assemble_sponsored(
+        self,
+        *,
+        channel: Keypair,
+        sequence: int,
+        signed_entry: sx.SorobanAuthorizationEntry,
+        max_time: int,
+    ) -> tuple[str, str]:
+        """(signed envelope base64, tx hash hex): the channel's transaction at `sequence`
+        carrying the borrower's signed entry, prepared by stellar-sdk (which keeps the given
+        auth and simulates it in enforcing mode, so the signature, an expired entry or a
+        contract check refuses here, before anything is sent) and signed by the channel."""
+        contract, function, args = sponsored.entry_call(signed_entry)
+        tx = (
+            TransactionBuilder(
+                Account(channel.public_key, sequence - 1), self.network_passphrase, self.base_fee
+            )
+            .append_invoke_contract_function_op(contract, function, args, auth=[signed_entry])
+            .add_time_bounds(0, max_time)
+            .build()
+        )
+        try:
+            prepared = await self._call(self._server.prepare_transaction(tx))
+        except PrepareTransactionException as exc:
+            text = exc.simulate_transaction_response.error or str(exc)
+            reason, detail = decode.decode_simulation_error(text, contract, function)
+            raise ChainRefusal(reason, detail) from exc
+        prepared.sign(channel)
+        return prepared.to_xdr(), prepared.hash_hex()
+
+    async def account_sequence(self, account: str) -> int:
+        """The account's current sequence number (a channel's, after txBAD_SEQ)."""
+        try:
+            loaded = await self._call(self._server.load_account(account))
+        except AccountNotFoundException as exc:
+            raise ChainRefusal(FailureReason.NO_ACCOUNT, f"account {account} not found") from exc
+        return int(loaded.sequence)
 
     async def simulate_read(
         self, contract_id: str, function: str, args: list[sx.SCVal] | None = None

@@ -86,9 +86,16 @@ class OpenLoan(BaseModel):
 
 
 class Funding(BaseModel):
+    """`source_account`: `xdr` is the borrower's transaction to sign, `tx_hash` its hash.
+    `sponsored`: `auth_entry` is the create_loan authorization entry to sign (valid through
+    `valid_until_ledger`); `tx_hash` is empty until the channel's transaction is submitted."""
+
     xdr: str
     tx_hash: str
     expires_at: int  # Unix seconds; also the transaction's time-bound max_time
+    mode: Literal["source_account", "sponsored"] = "source_account"
+    auth_entry: str = ""  # base64 SorobanAuthorizationEntry, unsigned (sponsored mode)
+    valid_until_ledger: int = 0  # the entry's signature_expiration_ledger (sponsored mode)
 
 
 class LoanOffer(BaseModel):

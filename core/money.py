@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 DECIMALS = 7
-STROOPS_PER_UNIT = 10**DECIMALS
+UNIT = 10**DECIMALS  # stroops per token unit
 I128_MAX = 2**127 - 1
 
 
@@ -49,7 +49,7 @@ def to_stroops(text: str, *, allow_zero: bool = False) -> int:
 def format_stroops(stroops: int) -> str:
     """Render stroops as the canonical decimal string (no trailing zeros, no exponent)."""
     sign = "-" if stroops < 0 else ""
-    whole, frac = divmod(abs(stroops), STROOPS_PER_UNIT)
+    whole, frac = divmod(abs(stroops), UNIT)
     if frac == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{frac:07d}".rstrip("0")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Pool contract id -> creditline contract id. The pool contract id is the API's pool_id.
     pools: dict[str, str] = Field(default_factory=dict)
     base_fee: int = 100
+
+    # Funding (docs/funding.md): `source_account`, the borrower's own transaction signed by the
+    # borrower; `sponsored`, the borrower signs only the create_loan authorization entry and a
+    # channel account of CHANNEL_SECRETS is the transaction's source, fee payer and signer.
+    funding_mode: Literal["source_account", "sponsored"] = "source_account"
+    channel_secrets: str = ""  # comma-separated S... seeds of the channel accounts
+    ledger_seconds: float = 5.0  # nominal ledger close interval (an entry's valid_until_ledger)
+    channel_wait_seconds: float = 2.0  # how long a submit waits for a free channel, then 503
 
     # Reservation policy.
     reservation_ttl_seconds: int = 900
@@ -115,6 +123,10 @@ class Settings(BaseSettings):
     # keeps this much of them in Redis.
     history_interval_seconds: int = 10
     history_window_seconds: int = 3600
+
+    @property
+    def channel_secret_list(self) -> list[str]:
+        return [s.strip() for s in self.channel_secrets.split(",") if s.strip()]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

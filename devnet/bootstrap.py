@@ -1,8 +1,9 @@
 """`python -m devnet.bootstrap --rpc-url URL [--liquidity UNITS] [--borrowers N] [--out FILE]`
 
 Deploys one pool + creditline on a running devnet, seeds LP liquidity with a real deposit, funds
-N demo borrowers (XLM for fees, tokens for guarantees, a passing reputation score) and a vendor
-(approved in the vendor registry), and prints the contract ids.
+N demo borrowers (XLM for fees, tokens for guarantees, a passing reputation score), a vendor
+(approved in the vendor registry) and `--channels` channel accounts for sponsored funding, and
+prints the contract ids.
 Devnet only: it uses the devnet's friendbot and deploy calls."""
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from chain.client import ChainClient
-from core.money import STROOPS_PER_UNIT, to_stroops
+from core.money import format_stroops, to_stroops
 from core.settings import get_settings
 from devnet.kit import deploy_pool, new_funded_keypair, set_reputation, set_vendor
 
@@ -23,9 +23,17 @@ DEMO_REPUTATION = 100  # StepFi's top tier: credit limit 10 000 units
 
 
 async def bootstrap(
-    rpc_url: str, passphrase: str, *, liquidity: int, borrowers: int, borrower_tokens: int
+    rpc_url: str,
+    passphrase: str,
+    *,
+    liquidity: int,
+    borrowers: int,
+    borrower_tokens: int,
+    channels: int = 0,
 ) -> dict[str, Any]:
     pool = await deploy_pool(rpc_url, passphrase, liquidity=liquidity)
+    # Sponsored funding's channel accounts: funded by friendbot, like testnet's would be.
+    channel_accounts = await asyncio.gather(*(new_funded_keypair(rpc_url) for _ in range(channels)))
     accounts = await asyncio.gather(
         *(
             new_funded_keypair(rpc_url, token_id=pool.token_id, token_amount=borrower_tokens)
@@ -56,6 +64,7 @@ async def bootstrap(
         "vendor": vendor.public_key,
         "vendor_secret": vendor.secret,
         "reputation": DEMO_REPUTATION,
+        "channels": [{"public": k.public_key, "secret": k.secret} for k in channel_accounts],
         "pool_stats": stats.model_dump(),
     }
 
@@ -71,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         default="100000",
         help="tokens (units) each borrower holds for guarantees",
     )
+    parser.add_argument(
+        "--channels", type=int, default=0, help="channel accounts to fund (sponsored funding)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -81,14 +93,17 @@ def main(argv: list[str] | None = None) -> None:
             liquidity=to_stroops(args.liquidity),
             borrowers=args.borrowers,
             borrower_tokens=to_stroops(args.borrower_tokens),
+            channels=args.channels,
         )
     )
-    units = Decimal(result["pool_stats"]["total_liquidity"]) / STROOPS_PER_UNIT
+    units = format_stroops(int(result["pool_stats"]["total_liquidity"]))
     print(f"pool_id       {result['pool_id']}")
     print(f"creditline_id {result['creditline_id']}")
     print(f"token_id      {result['token_id']}")
     print(f"liquidity     {units} units at ledger {result['pool_stats']['ledger']}")
     print(f"borrowers     {len(result['borrowers'])}; vendor {result['vendor']}")
+    if result["channels"]:
+        print(f"channels      {len(result['channels'])} funded (CHANNEL_SECRETS)")
     print(f"POOLS='{json.dumps({result['pool_id']: result['creditline_id']})}'")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from chain.client import ChainClient, loan_args
 from chain.errors import ChainRefusal
 from chain.types import TxStatus
 from core.models import LoanTerms
+from core.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_XLM = 10_000 * 10_000_000  # 10k XLM in stroops: plenty for fees
@@ -49,12 +49,6 @@ class DeployedPool(BaseModel):
 
 
 # -- the process ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class DevnetProcess:
     """A `python -m devnet` child process; stop it with `stop()` (by its own PID)."""

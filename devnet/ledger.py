@@ -122,10 +122,10 @@ def _sdk_reads_unchanged(tx: sx.Transaction) -> bool:
     """True when the SDK's `TransactionEnvelope` would read this transaction as it is: accept it,
     and re-encode it to the same bytes (so the same hash and stored envelope).
 
-    The devnet used to decode every envelope with that class; its extra checks (operation bodies,
-    preconditions) must still refuse what they refused. They only concern what the saga's
-    transactions never carry, so those skip the SDK decode: one InvokeHostFunction operation,
-    and no preconditions but well-ordered time bounds."""
+    That class's extra checks (operation bodies, preconditions) are part of what the devnet
+    refuses, but they only concern what the saga's transactions never carry, so those skip the
+    (costly) SDK decode: one InvokeHostFunction operation, and no preconditions but well-ordered
+    time bounds."""
     ops = tx.operations
     if len(ops) != 1 or ops[0].body.type != sx.OperationType.INVOKE_HOST_FUNCTION:
         return False

@@ -100,10 +100,6 @@ def connect_redis(
     return aioredis.Redis.from_pool(pool)
 
 
-def is_cluster(redis: Any) -> bool:
-    return isinstance(redis, RedisCluster)
-
-
 async def get_many(redis: RedisClient, keys: Sequence[str]) -> list[Any]:
     """GET of many keys in one call: MGET on one node; on a cluster the keys live in many slots,
     so redis-py splits them per slot (one MGET per node, sent concurrently)."""

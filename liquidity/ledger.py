@@ -11,7 +11,7 @@ from typing import Any
 from liquidity import decode
 from liquidity.connection import RedisClient
 from liquidity.keys import PoolKeys, pool_keys
-from liquidity.scripts import Script, Scripts
+from liquidity.lua import Script, Scripts
 from liquidity.types import (
     AuditEntry,
     BlockedEntry,
@@ -368,7 +368,3 @@ class Ledger:
             stream, max=f"({before}" if before else "+", min="-", count=count
         )
         return list(entries or [])
-
-    async def forget_pool(self, pool_id: str) -> None:
-        """Deletes every ledger key of the pool (tests, ops); the pool becomes unknown."""
-        await self._redis.delete(*self.keys(pool_id).ordered())

@@ -210,7 +210,11 @@ class Reconciler:
         freeze_threshold: int,
         event_window_ledgers: int,
         clock: Callable[[], float] = time.time,
+        progress: Callable[[], None] | None = None,
     ) -> None:
+        """`progress` is called after every loan restored and every reservation checked: a run's
+        length grows with the pool's open loans, so its caller can tell "still working" (a
+        heartbeat) from "stuck" without a deadline fixed for the largest pool."""
         self._ledger = ledger
         self._chain = chain
         self._tx_index = tx_index
@@ -220,6 +224,7 @@ class Reconciler:
         self._threshold = freeze_threshold
         self._window = max(1, event_window_ledgers)
         self._clock = clock
+        self._progress = progress or (lambda: None)
 
     async def reconcile(self, pool_id: str, creditline_id: str, *, run_id: str = "") -> PoolReport:
         previous = await self._reports.latest(pool_id)
@@ -293,6 +298,7 @@ class Reconciler:
             )
             if result.outcome == "restored":
                 restored.append(loan.loan_id)
+            self._progress()
         return restored
 
     async def _check_reservations(self, pool_id: str, report: PoolReport) -> None:
@@ -303,6 +309,7 @@ class Reconciler:
         async def check(loan_id: str) -> None:
             async with gate:
                 await self._check_one(pool_id, loan_id, report)
+            self._progress()
 
         reservations = await self._ledger.reservations(pool_id, limit=10_000)
         await asyncio.gather(*(check(r.loan_id) for r in reservations))

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from chain.client import ChainClient
+from channels.pool import ChannelPool
 from core.settings import Settings
 from core.telemetry.exporter import temporal_runtime
 from liquidity.connection import RedisClient, connect_redis
@@ -78,6 +79,20 @@ def watcher_lease(settings: Settings, redis: RedisClient) -> Lease:
         f"{settings.ledger_prefix}:watcher:lease",
         holder=settings.watcher_id or f"{socket.gethostname()}:{os.getpid()}",
         ttl_ms=settings.watcher_lease_seconds * 1000,
+    )
+
+
+def channel_pool(settings: Settings, redis: RedisClient, chain: ChainClient) -> ChannelPool | None:
+    """The channel accounts of sponsored funding; None in source_account mode."""
+    if settings.funding_mode != "sponsored":
+        return None
+    return ChannelPool(
+        redis,
+        chain,
+        settings.channel_secret_list,
+        prefix=settings.ledger_prefix,
+        wait_seconds=settings.channel_wait_seconds,
+        grace_seconds=settings.settlement_grace_seconds,
     )
 
 

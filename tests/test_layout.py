@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = [
     "core",
     "chain",
+    "channels",
     "liquidity",
     "reconcile",
     "activities",
@@ -20,7 +21,7 @@ PRODUCT = [
     "runtime",
 ]
 PACKAGES = [*PRODUCT, "devnet"]
-DOMAIN = ["core", "chain", "liquidity", "reconcile"]
+DOMAIN = ["core", "chain", "channels", "liquidity", "reconcile"]
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:

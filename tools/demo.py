@@ -12,6 +12,8 @@ token; the operator's key reads the blocked stream. Both kinds of credential, si
 4. two borrowers sign in (SEP-10) and sign their loans (with the demo secrets in
    .run/chain.json: the wallet's job) and the API relays their transactions; another borrower's
    token may not cancel a loan (403); its own borrower cancels it; the short one expires;
+4b. in sponsored mode (FUNDING_MODE=sponsored make run): one borrower's two loans both fund,
+   each borrower signing only its authorization entry, and a foreign-signed entry is refused;
 5. a refused request retried once the released funds are back;
 6. a table of outcomes and the pool's figures before and after."""
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import httpx
 from stellar_sdk import Keypair, TransactionEnvelope
+from stellar_sdk.auth import authorize_entry
 from stellar_sdk.sep.stellar_web_authentication import read_challenge_transaction
 
 from chain.envelope import sign_envelope
@@ -77,7 +80,7 @@ class Demo:
         return int(time.time()) + 30 * 86400 + self._serial
 
     def body(self, borrower: str, funded: int, ttl: int | None = None) -> dict[str, Any]:
-        guarantee = funded // 4  # 20 % of the total: above the 10 % guarantee policy
+        guarantee = funded // 4  # 20 % of the total: StepFi's minimum guarantee
         total = funded + guarantee
         body: dict[str, Any] = {
             "pool_id": self.pool_id,
@@ -166,24 +169,42 @@ class Demo:
         self.tokens[borrower["public"]] = token = str(resp.json()["token"])
         return token
 
-    async def submit(self, row: dict[str, Any]) -> None:
+    def signed_body(self, row: dict[str, Any], secret: str | None = None) -> dict[str, str]:
+        """What the wallet signs, by the offer's funding mode: the transaction envelope, or
+        (sponsored) only the create_loan authorization entry, with stellar-sdk's helper."""
         funding = row["reply"]["funding"]
-        token = await self.wallet_token(row["borrower"])
+        secret = secret or row["borrower"]["secret"]
+        if funding.get("mode") == "sponsored":
+            entry = authorize_entry(
+                funding["auth_entry"],
+                Keypair.from_secret(secret),
+                funding["valid_until_ledger"],
+                self.passphrase,
+            )
+            return {"signed_auth_entry": entry.to_xdr()}
         signed = sign_envelope(
-            funding["xdr"],
-            row["borrower"]["secret"],
-            self.passphrase,
-            expected_hash=funding["tx_hash"],
+            funding["xdr"], secret, self.passphrase, expected_hash=funding["tx_hash"]
         )
-        resp = await self.wallet.post(
-            f"/v1/loans/{row['reply']['loan_id']}/submit",
-            json={"signed_xdr": signed},
-            headers=bearer(token),
-        )
+        return {"signed_xdr": signed}
+
+    async def submit(self, row: dict[str, Any]) -> httpx.Response:
+        token = await self.wallet_token(row["borrower"])
+        for _ in range(30):  # sponsored: 503 channels_busy while every channel is in flight
+            resp = await self.wallet.post(
+                f"/v1/loans/{row['reply']['loan_id']}/submit",
+                json=self.signed_body(row),
+                headers=bearer(token),
+            )
+            if resp.status_code != 503:
+                break
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+        what = "its authorization entry" if "signed_auth_entry" in self.signed_body(row) else ""
         say(
-            f"  {row['label']}: the borrower signed in (SEP-10), signed and submitted with its "
-            f"token -> {resp.status_code} {resp.json().get('state', resp.json())}"
+            f"  {row['label']}: the borrower signed in (SEP-10), signed {what or 'the XDR'} and "
+            f"submitted with its token -> {resp.status_code} "
+            f"{resp.json().get('state', resp.json())}"
         )
+        return resp
 
     async def state(self, loan_id: str) -> dict[str, Any]:
         view: dict[str, Any] = (await self.http.get(f"/v1/loans/{loan_id}")).json()
@@ -198,6 +219,42 @@ class Demo:
             if all(states[i] in s for i, s in wanted.items()) or time.monotonic() > deadline:
                 return states
             await asyncio.sleep(1)
+
+
+async def sponsored_story(demo: Demo) -> dict[str, set[str]]:
+    """FUNDING_MODE=sponsored: one borrower holds two open loans at once and both fund (no
+    sequence of theirs is used: a channel account is each transaction's source and fee payer);
+    an entry signed by someone else is refused and its reservation released."""
+    b = demo.borrowers
+    say(
+        "\n4b) Sponsored funding: the borrower signs only the authorization entry; a channel "
+        "account pays the fee and owns the sequence:"
+    )
+    unit = 10_000_000
+    pair = await asyncio.gather(
+        demo.request("S1 (same borrower)", b[0], unit),
+        demo.request("S2 (same borrower)", b[0], unit),
+    )
+    wanted: dict[str, set[str]] = {}
+    for row in pair:
+        if row["status"] == 201:
+            await demo.submit(row)
+            wanted[row["reply"]["loan_id"]] = {"funded", "failed"}
+        else:
+            say(f"  {row['label']}: {demo.describe(row)}")
+    foreign = await demo.request("S3 (foreign-signed)", b[1], unit)
+    if foreign["status"] == 201:
+        resp = await demo.http.post(
+            f"/v1/loans/{foreign['reply']['loan_id']}/submit",
+            json=demo.signed_body(foreign, secret=Keypair.random().secret),
+        )
+        err = resp.json()["error"]
+        say(
+            f"  S3: an entry signed by someone else -> {resp.status_code} {err['code']} "
+            f"({err['details'].get('reason')}), reservation released"
+        )
+        wanted[foreign["reply"]["loan_id"]] = {"cancelled"}
+    return wanted
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -262,18 +319,20 @@ async def story(demo: Demo) -> int:
         f"  {again.status_code}, Idempotent-Replayed: {again.headers.get('Idempotent-Replayed')}"
         f", same loan: {again.json().get('loan_id') == granted[0]['reply']['loan_id']}"
     )
-    tampered = sign_envelope(
-        granted[0]["reply"]["funding"]["xdr"],
-        b[1]["secret"] if granted[0]["borrower"] is b[0] else b[0]["secret"],
-        demo.passphrase,
-    )
-    resp = await demo.http.post(
-        f"/v1/loans/{granted[0]['reply']['loan_id']}/submit", json={"signed_xdr": tampered}
-    )
-    say(
-        f"  an envelope signed by someone else: {resp.status_code} "
-        f"{resp.json()['error']['code']} ({resp.json()['error']['details'].get('reason')})"
-    )
+    sponsored = granted[0]["reply"]["funding"].get("mode") == "sponsored"
+    if not sponsored:  # (sponsored: a refused entry releases the loan, shown in 4b)
+        tampered = sign_envelope(
+            granted[0]["reply"]["funding"]["xdr"],
+            b[1]["secret"] if granted[0]["borrower"] is b[0] else b[0]["secret"],
+            demo.passphrase,
+        )
+        resp = await demo.http.post(
+            f"/v1/loans/{granted[0]['reply']['loan_id']}/submit", json={"signed_xdr": tampered}
+        )
+        say(
+            f"  an envelope signed by someone else: {resp.status_code} "
+            f"{resp.json()['error']['code']} ({resp.json()['error']['details'].get('reason')})"
+        )
 
     say("\n4) Two borrowers sign and submit; one cancels:")
     # A Stellar account has one sequence number: two open loans of one borrower were built on
@@ -301,7 +360,11 @@ async def story(demo: Demo) -> int:
     )
     say(f"  {cancel['label']}: its borrower cancels it with its own token -> {resp.status_code}")
 
+    extra: dict[str, set[str]] = {}
+    if sponsored:
+        extra = await sponsored_story(demo)
     wanted = {
+        **extra,
         first["reply"]["loan_id"]: {"funded", "failed"},
         second["reply"]["loan_id"]: {"funded", "failed"},
         cancel["reply"]["loan_id"]: {"cancelled"},

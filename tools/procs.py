@@ -14,25 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.net import free_port, port_is_free
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """The preferred port when nobody listens on it (stable URLs), else any free one."""
-    if preferred and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+__all__ = ["Child", "Supervisor", "free_port", "port_is_free", "stop", "tcp_open"]
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -48,6 +32,10 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    # How it was started, so a supervisor can start it again the same way.
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -98,9 +86,21 @@ class Supervisor:
             start_new_session=True,
         )
         log.close()
-        child = Child(name, proc, log_path)
+        child = Child(name, proc, log_path, list(argv), dict(env), cwd)
         self.children.append(child)
         return child
+
+    def restart(self, child: Child) -> Child:
+        """Start `child` again as it was started (same argv, env, cwd and log file), in its
+        place in the stop order; the old process must have exited."""
+        if child.alive():
+            raise RuntimeError(f"{child.name} (pid {child.pid}) is still running")
+        index = self.children.index(child)
+        self.children.remove(child)
+        fresh = self.start(child.name, child.argv, child.env, child.cwd)
+        self.children.remove(fresh)
+        self.children.insert(index, fresh)
+        return fresh
 
     def wait_until(
         self, child: Child, ready: Callable[[], bool], timeout: float, what: str

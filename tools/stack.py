@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +32,8 @@ import httpx
 import redis as redis_sync
 
 from core.process_exit import exit_skipping_teardown
-from tools.procs import Child, Supervisor, free_port, tcp_open
+from tools.procs import Supervisor, free_port, tcp_open
+from tools.restart import RestartPolicy, StackLost, supervise
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -173,7 +175,7 @@ def ensure_redis(sup: Supervisor) -> str:
     return url
 
 
-def start_temporal(sup: Supervisor) -> tuple[str, str]:
+def start_temporal(sup: Supervisor, db: Path = TEMPORAL_DB) -> tuple[str, str]:
     from workflows.search_attributes import dev_server_flags
 
     temporal = ROOT / ".venv" / "bin" / "temporal"
@@ -193,7 +195,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
         "--ui-port",
         str(ui_port),
         "--db-filename",
-        str(TEMPORAL_DB),
+        str(db),
         "--log-level",
         "warn",
         "--log-format",
@@ -204,7 +206,7 @@ def start_temporal(sup: Supervisor) -> tuple[str, str]:
     address = f"127.0.0.1:{port}"
     sup.wait_until(child, lambda: temporal_answers(address), 90, "Temporal serving")
     sup.wait_until(child, lambda: tcp_open(ui_port), 30, "the Web UI listening")
-    say(f"Temporal: {address} (state in {TEMPORAL_DB.relative_to(ROOT)})")
+    say(f"Temporal: {address} (state in {db})")
     return address, f"http://127.0.0.1:{ui_port}"
 
 
@@ -260,6 +262,11 @@ def start_devnet(sup: Supervisor, env: dict[str, str]) -> tuple[str, str]:
     return url, passphrase
 
 
+def sponsored_mode() -> bool:
+    """FUNDING_MODE=sponsored make run: channel accounts are created, funded and configured."""
+    return os.environ.get("FUNDING_MODE", "source_account") == "sponsored"
+
+
 def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[str, Any]:
     say("bootstrapping the chain: pool, creditline, LP liquidity, demo borrowers ...")
     log = RUN / "bootstrap.out"  # a table of ids, not a log: kept out of .run/logs/
@@ -277,6 +284,8 @@ def bootstrap_chain(rpc_url: str, passphrase: str, env: dict[str, str]) -> dict[
                 env.get("DEMO_POOL_LIQUIDITY", "10000"),
                 "--borrowers",
                 "6",
+                "--channels",
+                env.get("CHANNEL_ACCOUNTS", "4") if sponsored_mode() else "0",
                 "--out",
                 str(CHAIN_FILE),
             ],
@@ -395,6 +404,12 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
             f"  Pool            {next(iter(json.loads(values['POOLS'])))}",
             f"                  available {format_stroops(establish['available'])} at ledger "
             f"{establish['ledger']}",
+            f"  Funding mode    {values.get('FUNDING_MODE', 'source_account')}"
+            + (
+                f"   ({len(values['CHANNEL_SECRETS'].split(','))} channel accounts)"
+                if values.get("CHANNEL_SECRETS")
+                else ""
+            ),
             f"  Platform key    {values['PLATFORM_API_KEY']}   (loans:write loans:read pools:read)",
             f"  Operator key    {values['OPERATOR_API_KEY']}   (operator)",
             f"  Admin token     {values['ADMIN_TOKEN']}   (bootstrap operator credential)",
@@ -408,7 +423,8 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
             f"                  watcher {values['WATCHER_METRICS_URL']}",
             f"  Settings        {ENV_FILE.relative_to(ROOT)}   Logs: {LOGS.relative_to(ROOT)}/",
             "",
-            "  Try `make demo` in another terminal. Ctrl-C here stops everything.",
+            "  Try `make demo` in another terminal. Ctrl-C here stops everything; a worker,",
+            "  watcher or API that exits is restarted (losing Temporal or the devnet stops it).",
             "",
         ]
     )
@@ -460,6 +476,11 @@ def run(args: argparse.Namespace) -> int:
             "METRICS_HOST": "127.0.0.1",
             **redis_topology(),
         }
+        if sponsored_mode():
+            values["FUNDING_MODE"] = "sponsored"
+            values["CHANNEL_SECRETS"] = ",".join(c["secret"] for c in chain["channels"])
+            values["LEDGER_SECONDS"] = os.environ.get("DEVNET_LEDGER_INTERVAL", "2")
+            say(f"sponsored funding: {len(chain['channels'])} channel accounts funded")
         for name, port in metrics_ports.items():
             values[f"{name}_METRICS_PORT"] = str(port)
             values[f"{name}_METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"
@@ -495,16 +516,15 @@ def run(args: argparse.Namespace) -> int:
         say("stopped")
 
 
-def watch(sup: Supervisor) -> int:
-    while True:
-        dead: Child | None = sup.first_dead()
-        if dead is not None:
-            say(
-                f"{dead.name} (pid {dead.pid}) exited with {dead.proc.returncode}; "
-                f"last lines of {dead.log_path}:\n{dead.tail()}"
-            )
-            return 1
-        time.sleep(1.0)
+def watch(sup: Supervisor, stop: Callable[[], bool] = lambda: False) -> int:
+    """Keep the stack up (tools/restart.py): a worker, watcher, API or Redis we started that
+    exits is restarted with backoff; a crash loop, or Temporal or the devnet gone, stops it."""
+    try:
+        supervise(sup, RestartPolicy.from_env(), say=say, stop=stop)
+    except StackLost as exc:
+        say(str(exc))
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

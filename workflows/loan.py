@@ -125,6 +125,7 @@ class LoanWorkflow:
         self._settlement: Settled | SettlementFailed | None = None
         self._cancel: Cancel | None = None
         self._submitted_at: datetime | None = None
+        self._early_settlements: list[Settled | SettlementFailed] = []
         self._open_measured = False
         self._finish_counted = False
         # Search attribute values the server already holds for this run, by name. The starter
@@ -210,7 +211,7 @@ class LoanWorkflow:
                 schedule_to_close_timeout=self._open_budget,
                 retry_policy=_OPEN_RETRY,
             )
-            if built.funding is None:
+            if built.funding is None and built.sponsored is None:
                 await self._release("build_refused", None, "funding transaction not built")
                 code: RefusalCode = (
                     "insufficient_liquidity"
@@ -244,9 +245,27 @@ class LoanWorkflow:
             self._set_state(LoanState.FAILED, self._open_error)
             return False
 
-        funding = Funding(
-            xdr=built.funding.xdr, tx_hash=built.funding.tx_hash, expires_at=built.funding.max_time
-        )
+        if built.sponsored is not None:
+            # sponsored: the borrower signs the authorization entry; the hash of the channel's
+            # transaction is known once the API submits it (the `submitted` signal)
+            entry = built.sponsored
+            funding = Funding(
+                xdr="",
+                tx_hash="",
+                expires_at=entry.expires_at,
+                mode="sponsored",
+                auth_entry=entry.auth_entry,
+                valid_until_ledger=entry.valid_until_ledger,
+            )
+            offered = f"auth entry valid through ledger {entry.valid_until_ledger}"
+        else:
+            assert built.funding is not None
+            funding = Funding(
+                xdr=built.funding.xdr,
+                tx_hash=built.funding.tx_hash,
+                expires_at=built.funding.max_time,
+            )
+            offered = f"tx {funding.tx_hash}"
         self._view.funding = funding
         self._view.reserved_amount = reserved.amount
         self._offer = LoanOffer(
@@ -257,7 +276,7 @@ class LoanWorkflow:
             fingerprint=loan.fingerprint,
             request_nonce="",
         )
-        self._set_state(LoanState.RESERVED, f"reserved {reserved.amount}, tx {funding.tx_hash}")
+        self._set_state(LoanState.RESERVED, f"reserved {reserved.amount}, {offered}")
         return True
 
     async def _settle(self) -> None:
@@ -290,6 +309,11 @@ class LoanWorkflow:
         did before releasing (the watcher may be lagging or down)."""
         assert self._view.funding is not None
         tx_hash = self._view.funding.tx_hash
+        if not tx_hash:  # sponsored and never submitted: nothing can land
+            await self._release(
+                "expired", LoanState.EXPIRED, "no signed entry before the hold expired"
+            )
+            return
         try:
             status = await workflow.execute_activity_method(
                 LoanActivities.settlement_status,
@@ -321,29 +345,36 @@ class LoanWorkflow:
     # ---- obligations -------------------------------------------------------------------------
 
     async def _commit(self, ledger: int, detail: str) -> None:
+        submitted = self._submitted_at
         result = await workflow.execute_activity_method(
             LoanActivities.commit,
-            CommitRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, ledger=ledger),
+            CommitRequest(
+                pool_id=self._loan.pool_id,
+                loan_id=self._loan.loan_id,
+                ledger=ledger,
+                submitted_at_ms=int(submitted.timestamp() * 1000) if submitted else None,
+            ),
             start_to_close_timeout=self._obligation_attempt,
             retry_policy=_OBLIGATION_RETRY,
         )
         self._view.settled_ledger = ledger
-        if self._submitted_at is not None:
-            elapsed = (workflow.now() - self._submitted_at).total_seconds()
-            workflow.metric_meter().create_histogram_float(
-                "loan_settlement_duration_seconds",
-                "From the signed transaction relayed to the reservation committed",
-                "s",
-            ).record(max(elapsed, 0.0))
+        self._finish_counted = True  # by the commit activity, with the settlement duration
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
     async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
         result = await workflow.execute_activity_method(
             LoanActivities.release,
-            ReleaseRequest(pool_id=self._loan.pool_id, loan_id=self._loan.loan_id, reason=reason),
+            ReleaseRequest(
+                pool_id=self._loan.pool_id,
+                loan_id=self._loan.loan_id,
+                reason=reason,
+                finish_state=state.value if state is not None else None,
+            ),
             start_to_close_timeout=self._obligation_attempt,
             retry_policy=_OBLIGATION_RETRY,
         )
+        if result.outcome == "already_committed" or state is not None:
+            self._finish_counted = True  # by the release activity
         if result.outcome == "already_committed":
             # The chain settled first (the watcher committed it): the loan is funded, whatever
             # made us give up on it.
@@ -427,6 +458,18 @@ class LoanWorkflow:
 
     @workflow.signal
     async def submitted(self, signal: Submitted) -> None:
+        funding = self._view.funding
+        if (
+            funding is not None
+            and funding.mode == "sponsored"
+            and not funding.tx_hash
+            and self._view.state == LoanState.RESERVED
+        ):
+            # the channel's transaction carrying the borrower's signed entry is this loan's
+            funding.tx_hash = signal.tx_hash
+            for early in self._early_settlements:
+                if early.tx_hash == signal.tx_hash and self._settlement is None:
+                    self._settlement = early
         if not self._is_our_tx(signal.tx_hash) or self._submitted is not None:
             return
         if self._view.state != LoanState.RESERVED:
@@ -443,13 +486,23 @@ class LoanWorkflow:
 
     @workflow.signal
     def settled(self, signal: Settled) -> None:
-        if self._is_our_tx(signal.tx_hash) and self._settlement is None:
+        if self._awaiting_sponsored_hash():
+            self._early_settlements.append(signal)
+        elif self._is_our_tx(signal.tx_hash) and self._settlement is None:
             self._settlement = signal
 
     @workflow.signal
     def settlement_failed(self, signal: SettlementFailed) -> None:
-        if self._is_our_tx(signal.tx_hash) and self._settlement is None:
+        if self._awaiting_sponsored_hash():
+            self._early_settlements.append(signal)
+        elif self._is_our_tx(signal.tx_hash) and self._settlement is None:
             self._settlement = signal
+
+    def _awaiting_sponsored_hash(self) -> bool:
+        """The watcher maps a sponsored transaction's hash before the API's `submitted` signal
+        reaches the loan, so its outcome may arrive first: kept until the hash is known."""
+        funding = self._view.funding
+        return funding is not None and funding.mode == "sponsored" and not funding.tx_hash
 
     @workflow.signal
     def cancel(self, signal: Cancel) -> None:

@@ -126,5 +126,6 @@ def _info(loan_id: str, open_: bool, view: LoanView | None) -> LoanInfo:
         borrower=view.borrower,
         amount=view.reserved_amount,
         expires_at=view.funding.expires_at if view.funding else None,
-        tx_hash=view.funding.tx_hash if view.funding else None,
+        # a sponsored loan has no hash before its submit
+        tx_hash=(view.funding.tx_hash or None) if view.funding else None,
     )

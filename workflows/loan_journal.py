@@ -1,9 +1,9 @@
 """The open-loan journal: a durable, strongly consistent list of the loans that may hold a
 reservation, so that restoring a lost ledger is exact.
 
-Why: the reconciler used to find a pool's open loans only through Temporal visibility (list by
-the PoolId search attribute), which is eventually consistent: a loan opened moments before Redis
-lost its keys may not be listed yet, and its reservation would not be restored (an over-commit).
+Why: Temporal visibility (list by the PoolId search attribute) is eventually consistent: a loan
+opened moments before Redis lost its keys may not be listed yet, and a restore from visibility
+alone would miss its reservation (an over-commit).
 Redis cannot hold this list (it is what gets lost). Temporal can: a signal is durable once the
 RPC returns, and a query sees every signal the workflow accepted before it (Temporal answers a
 query after the workflow task that delivers pending events). So the reserve activity records

@@ -27,7 +27,11 @@ _RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=3,
 )
-_POOL_TIMEOUT = timedelta(minutes=2)
+# A pool's run checks every open reservation (a describe and a query each), so its length grows
+# with the pool's open loans (docs/benchmarks.md: minutes at 10,000): it heartbeats per
+# reservation and is judged stuck by the heartbeat; the overall bound only stops a runaway.
+_POOL_TIMEOUT = timedelta(minutes=30)
+_POOL_HEARTBEAT = timedelta(seconds=30)
 
 
 class ReconcileRequest(BaseModel):
@@ -69,6 +73,7 @@ class ReconcileWorkflow:
                 ReconcileActivities.reconcile_pool,
                 PoolRequest(pool_id=pool_id, run_id=workflow.info().workflow_id),
                 start_to_close_timeout=_POOL_TIMEOUT,
+                heartbeat_timeout=_POOL_HEARTBEAT,
                 retry_policy=_RETRY,
             )
         except ACTIVITY_FAILURES as err:  # the same on replay (workflows/activity_failures.py)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from liquidity.connection import RedisClient
-from liquidity.scripts import Script
+from liquidity.lua import Script
 
 WINDOW_MS = 60_000
 _SCRIPT = (Path(__file__).parent / "admission.lua").read_text()

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
+from stellar_sdk import Keypair
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
@@ -29,8 +30,10 @@ from api.schemas import (
     SubmitRequest,
     amounts_as_decimal,
 )
+from chain import sponsored
 from chain.envelope import decode_envelope
 from chain.errors import ChainRefusal, ChainUnavailable
+from channels.pool import ChannelsBusy
 from core.models import (
     TERMINAL_STATES,
     Cancel,
@@ -43,6 +46,7 @@ from core.models import (
     Submitted,
 )
 from core.telemetry.logs import bind
+from liquidity.tx_index import TxRef
 from workflows import loan_client
 from workflows.loan_client import LoanClosed, LoanNotFound, LoanOpenFailed
 
@@ -332,6 +336,15 @@ async def submit_loan(
             "this loan holds no reservation to fund",
             {"state": view.state.value},
         )
+    if view.funding.mode == "sponsored":
+        return await _submit_sponsored(svc, client, view, body)
+    if body.signed_xdr is None:
+        raise ApiError(
+            400,
+            "wrong_funding_mode",
+            "this loan is funded by the borrower's own transaction: send signed_xdr",
+            {"mode": view.funding.mode},
+        )
     tx_hash = _check_envelope(svc, view, body.signed_xdr)
     if view.state is not LoanState.RESERVED:  # already relayed: same hash, same answer
         await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
@@ -382,6 +395,157 @@ async def submit_loan(
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
+
+
+async def _give_up(svc: Services, client: Client, view: LoanView, reason: str) -> None:
+    """The signed entry can never fund this loan: release its reservation now (a cancel)."""
+    try:
+        await loan_client.signal_cancel(client, view.loan_id, Cancel(reason=reason))
+    except (LoanClosed, LoanNotFound):
+        return
+    except RPCError as exc:
+        raise _temporal_down(exc) from exc
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
+
+
+async def _submit_sponsored(
+    svc: Services, client: Client, view: LoanView, body: SubmitRequest
+) -> JSONResponse:
+    """Check the entry is the offered one signed by the borrower, then a channel account
+    assembles, signs and submits the transaction (channels/pool.py); its hash is mapped for the
+    watcher before it is sent. A refused entry releases the reservation; no free channel is a
+    503 that keeps it (retry after Retry-After)."""
+    funding = view.funding
+    assert funding is not None
+    if body.signed_auth_entry is None:
+        raise ApiError(
+            400,
+            "wrong_funding_mode",
+            "this loan is sponsored: send signed_auth_entry, the offered entry signed",
+            {"mode": "sponsored"},
+        )
+    if svc.channels is None or svc.tx_index is None:
+        raise ApiError(
+            503,
+            "sponsored_unavailable",
+            "this API process has no channel accounts (FUNDING_MODE=sponsored, CHANNEL_SECRETS)",
+            {},
+            {"Retry-After": "30"},
+        )
+    reserved = view.state is LoanState.RESERVED
+    try:
+        entry = sponsored.check_signed_entry(
+            funding.auth_entry,
+            body.signed_auth_entry,
+            view.borrower,
+            svc.settings.network_passphrase,
+        )
+    except sponsored.EntryMismatch as exc:
+        if reserved:
+            await _give_up(svc, client, view, f"signed entry refused: {exc.reason}")
+        raise ApiError(
+            400,
+            "auth_entry_mismatch",
+            f"{exc}; the reservation is released" if reserved else str(exc),
+            {"reason": exc.reason, "released": reserved},
+        ) from exc
+    if not reserved:  # already relayed: the same entry gets the same answer
+        await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
+        return JSONResponse(LoanOut.of(view).model_dump(mode="json"), status_code=202)
+    try:
+        latest = await svc.chain.latest_ledger()
+    except ChainUnavailable as exc:
+        raise ApiError(
+            503,
+            "chain_unavailable",
+            "the chain RPC did not answer; retry",
+            {},
+            {"Retry-After": "2"},
+        ) from exc
+    if latest >= funding.valid_until_ledger:  # the next ledger is past the entry's last one
+        await _give_up(svc, client, view, "signed entry expired")
+        raise ApiError(
+            409,
+            "auth_entry_expired",
+            "the authorization entry expired before it was submitted; the reservation is released",
+            {"valid_until_ledger": funding.valid_until_ledger, "latest_ledger": latest},
+        )
+    guard = f"{svc.settings.ledger_prefix}:submitting:{{{view.loan_id}}}"
+    if not await svc.redis.set(guard, "1", nx=True, ex=30):
+        raise ApiError(
+            409,
+            "submit_in_progress",
+            "another submission of this loan is in progress",
+            {},
+            {"Retry-After": "1"},
+        )
+    recorded: list[str] = []
+    tx_index = svc.tx_index
+
+    async def build(channel: Keypair, sequence: int) -> tuple[str, str]:
+        return await svc.chain.assemble_sponsored(
+            channel=channel, sequence=sequence, signed_entry=entry, max_time=funding.expires_at
+        )
+
+    async def record(tx_hash: str) -> None:
+        recorded.append(tx_hash)
+        await tx_index.remap(
+            TxRef(
+                tx_hash=tx_hash,
+                loan_id=view.loan_id,
+                pool_id=view.pool_id,
+                expires_at=funding.expires_at,
+            )
+        )
+
+    try:
+        sent = await svc.channels.send(build, max_time=funding.expires_at, record=record)
+    except ChannelsBusy as exc:
+        raise ApiError(
+            503,
+            "channels_busy",
+            "every channel account has a transaction in flight; the reservation is kept, retry",
+            {"reason": str(exc)},
+            {"Retry-After": str(exc.retry_after)},
+        ) from exc
+    except ChainRefusal as exc:
+        await _give_up(svc, client, view, f"the chain refused the transaction: {exc.reason}")
+        raise ApiError(
+            422,
+            "tx_rejected",
+            "the chain refused the transaction; the reservation is released",
+            {"reason": exc.reason.value, "detail": exc.detail[:500]},
+        ) from exc
+    except ChainUnavailable as exc:
+        if recorded:  # it may have reached the chain: the loan follows that hash
+            await _signal_submitted(client, view.loan_id, recorded[-1])
+        raise ApiError(
+            503,
+            "chain_unavailable",
+            "the chain RPC did not answer; retry",
+            {"reason": type(exc).__name__},
+            {"Retry-After": "2"},
+        ) from exc
+    finally:
+        await svc.redis.delete(guard)
+    await _signal_submitted(client, view.loan_id, sent.tx_hash)
+    await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
+    fresh = await _view_or_404(client, view.loan_id)
+    return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
+
+
+async def _signal_submitted(client: Client, loan_id: str, tx_hash: str) -> None:
+    try:
+        await loan_client.signal_submitted(client, loan_id, Submitted(tx_hash=tx_hash))
+    except (LoanClosed, LoanNotFound) as exc:
+        raise ApiError(
+            409,
+            "loan_closed",
+            "the loan ended before the submission was recorded",
+            {"tx_hash": tx_hash},
+        ) from exc
+    except RPCError as exc:
+        raise _temporal_down(exc) from exc
 
 
 @router.post(

@@ -18,7 +18,6 @@ as JSON lines like every other.
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
+
+from core.net import free_port
 
 log = logging.getLogger("telemetry")
 
@@ -53,13 +54,6 @@ def temporal_runtime() -> Runtime | None:
     """The Runtime `start_process_telemetry` made for this process; None: the SDK default (e.g.
     in-process test servers)."""
     return _runtime
-
-
-def _loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class SdkMetricsBridge(Collector):
@@ -110,7 +104,7 @@ def start_process_telemetry(
         _runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config))
         return ProcessTelemetry(process, None)
     disable_created_metrics()  # no `_created` twin of every counter: Prometheus needs none
-    sdk_port = _loopback_port()
+    sdk_port = free_port()
     _runtime = Runtime(
         telemetry=TelemetryConfig(
             logging=logging_config,

@@ -9,7 +9,6 @@ Tests of who-may-do-what create their own keys and tokens (tests/api/credentials
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,17 +22,11 @@ from stellar_sdk import Keypair
 from api.app import create_app
 from api.auth.keys import ApiKeyStore
 from api.auth.principal import SCOPES
+from tools.procs import free_port
 
 ADMIN_TOKEN = f"admin-{uuid.uuid4().hex}"
 JWT_SECRET = f"jwt-{uuid.uuid4().hex}{uuid.uuid4().hex}"
 SEP10_KEYPAIR = Keypair.random()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import free_port
+from core.money import UNIT
 from tests.api.credentials import bearer, sep10_token
 from tests.api.helpers import assert_error, key, loan_body
 from tests.api.test_keys_cli import start_api, wait_ready
-
-UNIT = 10_000_000
+from tools.procs import free_port
 
 
 async def test_public_liquidity_and_wallet_opens_follow_the_environment(

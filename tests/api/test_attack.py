@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 
+from core.money import UNIT
 from tests.api.credentials import bearer, sep10_token
 from tests.api.helpers import assert_error, key, loan_body
-
-UNIT = 10_000_000
 
 
 async def test_enumerate_then_cancel_fails_at_the_first_step(

@@ -20,11 +20,11 @@ import pytest
 from stellar_sdk import Keypair
 
 from chain.envelope import sign_envelope
+from core.money import UNIT
 from tests.api.conftest import ADMIN_TOKEN, JWT_SECRET
 from tests.api.credentials import bearer, forge_jwt, key_secret, sep10_token, signed_challenge
 from tests.api.helpers import assert_error, key, loan_body
 
-UNIT = 10_000_000
 CALLERS = (
     "anonymous",
     "malformed",

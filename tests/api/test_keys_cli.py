@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import free_port
 from tests.api.credentials import bearer, key_secret
+from tools.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

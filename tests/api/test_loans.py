@@ -12,9 +12,8 @@ import pytest
 from stellar_sdk import Account, Keypair, TransactionBuilder, TransactionEnvelope
 
 from chain.envelope import envelope_hash, sign_envelope
+from core.money import UNIT
 from tests.api.helpers import assert_error, key, loan_body, stroops, wait_state
-
-UNIT = 10_000_000
 
 
 @dataclass

@@ -4,7 +4,6 @@ key), unless it runs as the local dev stack; the real server (uvicorn) fails its
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from stellar_sdk import Keypair
 
 from api.auth.startup import InsecureSecrets, check_secrets
 from core.settings import Settings
+from tools.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {
@@ -63,9 +63,7 @@ def test_uvicorn_refuses_to_start_with_default_secrets(tmp_path: Path) -> None:
         if k not in ("ADMIN_TOKEN", "JWT_SECRET", "SEP10_SIGNING_SECRET", "DEV_STACK")
     }
     env["PYTHONPATH"] = str(ROOT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     done = subprocess.run(  # cwd without .run/stack.env: only the environment counts
         [sys.executable, "-m", "uvicorn", "api.app:app", "--port", str(port)],
         cwd=tmp_path,

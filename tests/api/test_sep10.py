@@ -17,11 +17,10 @@ from stellar_sdk import Keypair, TransactionEnvelope
 from stellar_sdk.sep.stellar_web_authentication import build_challenge_transaction
 
 from chain.envelope import sign_envelope
+from core.money import UNIT
 from tests.api.conftest import JWT_SECRET, SEP10_KEYPAIR
 from tests.api.credentials import bearer, sep10_token, signed_challenge, stellar_toml
 from tests.api.helpers import assert_error, key, loan_body
-
-UNIT = 10_000_000
 
 
 @pytest.fixture

@@ -17,10 +17,9 @@ import pytest
 
 from api.routes.loans import loan_id_for
 from chain.envelope import sign_envelope
+from core.money import UNIT
 from tests.api.credentials import bearer
 from tests.api.helpers import assert_error, loan_body
-
-UNIT = 10_000_000
 
 
 @pytest.fixture

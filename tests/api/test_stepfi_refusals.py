@@ -10,10 +10,9 @@ import httpx
 import pytest
 from stellar_sdk import Keypair
 
+from core.money import UNIT
 from devnet.kit import deploy_pool, devnet_call, set_reputation, set_vendor
 from tests.api.helpers import assert_error, key, loan_body
-
-UNIT = 10_000_000
 
 
 async def _refused_at_open(http: httpx.AsyncClient, body: dict[str, Any], reason: str) -> None:

@@ -8,8 +8,6 @@ from stellar_sdk import Keypair
 
 from core.models import Installment, LoanTerms
 
-UNIT = 10_000_000  # stroops per token unit
-
 
 def loan_terms(
     borrower: str, *, total: int, guarantee: int, vendor: str | None = None

@@ -9,8 +9,9 @@ from stellar_sdk import Keypair, SorobanServerAsync, StrKey, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import EventFilter, EventFilterType
 
+from core.money import UNIT
 from devnet.kit import create_loan_direct
-from tests.chain.helpers import UNIT, loan_terms
+from tests.chain.helpers import loan_terms
 
 
 async def test_loan_events_by_topic_and_cursor(

@@ -16,9 +16,10 @@ from chain.client import ChainClient
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from core.money import UNIT
 from devnet.kit import DevnetProcess, devnet_call, wait_for_tx
 from devnet.kit import deploy_pool as kit_deploy_pool
-from tests.chain.helpers import UNIT, expiry, loan_terms
+from tests.chain.helpers import expiry, loan_terms
 from tests.fixtures.devnet import running_devnet
 
 

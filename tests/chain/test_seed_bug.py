@@ -12,8 +12,9 @@ from stellar_sdk import xdr as sx
 from chain import decode
 from chain.envelope import sign_envelope
 from chain.types import FailureReason
+from core.money import UNIT
 from devnet.kit import token_balance, wait_for_tx
-from tests.chain.helpers import UNIT, expiry, loan_terms
+from tests.chain.helpers import expiry, loan_terms
 
 
 async def test_two_unreserved_fundings_second_fails_on_chain(

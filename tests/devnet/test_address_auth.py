@@ -17,9 +17,10 @@ from stellar_sdk.auth import authorize_entry
 
 from chain.client import ChainClient, loan_args
 from chain.types import FailureReason, TxStatus
+from core.money import UNIT
 from devnet.addresses import sc_address as addresses_of
 from devnet.kit import DeployedPool, devnet_call, fund_account, wait_for_tx
-from tests.chain.helpers import UNIT, loan_terms
+from tests.chain.helpers import loan_terms
 from tests.fixtures.devnet import BORROWER_TOKENS
 
 

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from core.money import UNIT
 from devnet.kit import token_balance
-from tests.chain.helpers import UNIT
 
 
 async def test_bootstrap_deploys_and_funds(devnet, chain_client, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from stellar_sdk import Keypair, scval
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from core.money import UNIT
 from devnet.kit import (
     create_loan_direct,
     deposit,
@@ -21,7 +22,7 @@ from devnet.kit import (
     wait_for_tx,
     withdraw,
 )
-from tests.chain.helpers import UNIT, expiry, loan_terms
+from tests.chain.helpers import expiry, loan_terms
 
 
 async def test_funding_locks_liquidity_and_pays_the_vendor(

@@ -9,6 +9,7 @@ from stellar_sdk import Keypair
 
 from chain.errors import ChainRefusal
 from chain.types import FailureReason
+from core.money import UNIT
 from devnet.kit import (
     create_loan_direct,
     deploy_pool,
@@ -17,7 +18,7 @@ from devnet.kit import (
     set_reputation,
     set_vendor,
 )
-from tests.chain.helpers import UNIT, expiry, loan_terms
+from tests.chain.helpers import expiry, loan_terms
 from tests.fixtures.devnet import client_of, running_devnet
 
 

@@ -18,6 +18,7 @@ import os
 import signal
 
 from core.models import LoanOffer, LoanRefusal, LoanState, Submitted
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from tests.ha.conftest import wait_until
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
@@ -25,7 +26,6 @@ from tools.redis_servers import restart
 from workflows.loan_client import signal_submitted
 from workflows.reconcile_client import reconcile_now
 
-UNIT = 10_000_000
 FUNDED = 5 * UNIT
 
 

@@ -31,7 +31,7 @@ from liquidity import (
     SnapshotResult,
 )
 from liquidity.connection import RedisClient
-from tests.fixtures.redis import client_for, delete_prefix
+from tests.fixtures.redis import client_for, delete_prefix, forget_pool
 from tests.liquidity.invariants import check
 
 T = TypeVar("T")
@@ -100,7 +100,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if hasattr(self, "pool"):
-            self.run(self.ledger.forget_pool(self.pool))
+            self.run(forget_pool(self.redis, self.ledger, self.pool))
 
     @rule(
         loan=st.sampled_from(LOANS),

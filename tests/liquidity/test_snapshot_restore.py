@@ -7,6 +7,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from liquidity import Ledger, Reserved, RestoreResult, SnapshotResult, UnknownPool
+from tests.fixtures.redis import forget_pool
 from tests.liquidity.conftest import BIG, establish
 from tests.liquidity.invariants import check
 
@@ -66,7 +67,7 @@ async def test_unknown_pool_stays_closed_until_established(
 ) -> None:
     await establish(ledger, pool, 1_000)
     await ledger.reserve(pool, "L1", "alice", 600, ttl_ms=60_000, borrower_limit=BIG)
-    await ledger.forget_pool(pool)  # Redis lost the pool's keys
+    await forget_pool(redis_client, ledger, pool)  # Redis lost the pool's keys
 
     refused = await ledger.reserve(pool, "L2", "bob", 1, ttl_ms=60_000, borrower_limit=BIG)
     assert isinstance(refused, UnknownPool)

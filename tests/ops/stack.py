@@ -18,12 +18,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import Keypair
 
-from devnet.kit import free_port
 from tests.fixtures.redis import delete_prefix
 from tests.fixtures.temporal import stack_settings
 from tests.saga.procs import Proc
-
-UNIT = 10_000_000
+from tools.procs import free_port
 
 
 class Samples:
@@ -98,12 +96,12 @@ async def _wait(what: str, probe: Any, within: float, procs: dict[str, Proc]) ->
         await asyncio.sleep(0.2)
 
 
-@asynccontextmanager
-async def ops_stack(
+async def prepare_ops_stack(
     temporal_env: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
-) -> AsyncIterator[OpsStack]:
-    """Start api, worker and watcher for `pool` (already deployed); settings `overrides` apply
-    to all three. Stopped by their PIDs, keys deleted, on exit."""
+) -> OpsStack:
+    """Settings for api, worker and watcher of `pool` (already deployed; established in the
+    ledger here) on a private prefix, task queue and free ports, and an API key of every scope:
+    everything but the processes, for a test that starts them its own way."""
     from api.auth.keys import ApiKeyStore
     from api.auth.principal import SCOPES
     from liquidity.ledger import Ledger
@@ -143,27 +141,40 @@ async def ops_stack(
         metrics_urls={n: f"http://127.0.0.1:{p}/metrics" for n, p in ports.items()},
     )
     _, stack.api_key = await ApiKeyStore(redis, prefix=prefix).create("tests/ops", SCOPES)
+    return stack
+
+
+async def api_ready(stack: OpsStack) -> bool:
+    async with httpx.AsyncClient(timeout=5) as client:
+        return (await client.get(f"{stack.api_url}/readyz")).status_code == 200
+
+
+async def worker_polling(stack: OpsStack) -> bool:
+    samples = await stack.scrape("worker")
+    return samples.has("temporal_num_pollers", poller_type="workflow_task")
+
+
+async def watcher_up(stack: OpsStack) -> bool:
+    return (await stack.scrape("watcher")).has("watcher_leader")
+
+
+@asynccontextmanager
+async def ops_stack(
+    temporal_env: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
+) -> AsyncIterator[OpsStack]:
+    """Start api, worker and watcher for `pool` (already deployed); settings `overrides` apply
+    to all three. Stopped by their PIDs, keys deleted, on exit."""
+    stack = await prepare_ops_stack(temporal_env, devnet, redis, pool, **overrides)
+    settings = stack.settings
     try:
         stack.procs["worker"] = Proc("worker.py", settings)
         stack.procs["watcher"] = Proc("watcher.py", settings)
         stack.procs["api"] = Proc("api", settings, argv=["-m", "api"])
-
-        async def api_ready() -> bool:
-            async with httpx.AsyncClient(timeout=5) as client:
-                return (await client.get(f"{stack.api_url}/readyz")).status_code == 200
-
-        async def polling() -> bool:
-            samples = await stack.scrape("worker")
-            return samples.has("temporal_num_pollers", poller_type="workflow_task")
-
-        async def watcher_up() -> bool:
-            return (await stack.scrape("watcher")).has("watcher_leader")
-
-        await _wait("the API", api_ready, 60, stack.procs)
-        await _wait("the worker", polling, 60, stack.procs)
-        await _wait("the watcher", watcher_up, 60, stack.procs)
+        await _wait("the API", lambda: api_ready(stack), 60, stack.procs)
+        await _wait("the worker", lambda: worker_polling(stack), 60, stack.procs)
+        await _wait("the watcher", lambda: watcher_up(stack), 60, stack.procs)
         yield stack
     finally:
         for proc in stack.procs.values():
             proc.stop()
-        await delete_prefix(redis, prefix)
+        await delete_prefix(redis, settings.ledger_prefix)

@@ -20,11 +20,13 @@ import redis.asyncio as aioredis
 from playwright.async_api import async_playwright
 
 from chain.envelope import sign_envelope
-from devnet.kit import deploy_pool, free_port, new_funded_keypair
+from core.money import UNIT
+from devnet.kit import deploy_pool, new_funded_keypair
 from tests.api.helpers import loan_body, wait_state
 from tests.fixtures.redis import REDIS_URL
-from tests.ops.stack import UNIT, OpsStack, ops_stack
+from tests.ops.stack import OpsStack, ops_stack
 from tests.saga.procs import Proc
+from tools.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".run" / "screenshots"

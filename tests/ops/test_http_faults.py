@@ -19,11 +19,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from core.money import UNIT
 from devnet.kit import deploy_pool
 from liquidity.ledger import Ledger
 from tests.api.helpers import assert_error
 from tests.fixtures.redis import REDIS_URL
-from tests.ops.stack import UNIT, OpsStack, ops_stack
+from tests.ops.stack import OpsStack, ops_stack
 
 BODY_LIMIT = 1_048_576  # the default
 HUGE = 50 * 1024 * 1024

@@ -23,11 +23,12 @@ import redis.asyncio as aioredis
 import yaml
 
 from chain.envelope import sign_envelope
+from core.money import UNIT
 from devnet.kit import deploy_pool, deposit, new_funded_keypair
 from liquidity.ledger import Ledger
 from tests.api.helpers import loan_body, stroops, wait_state
 from tests.fixtures.redis import REDIS_URL
-from tests.ops.stack import UNIT, OpsStack, Samples, ops_stack
+from tests.ops.stack import OpsStack, Samples, ops_stack
 from workflows.loan_client import loan_handle
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from core.models import LoanState, OpenResult
+from core.money import UNIT
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex
 from reconcile.reconciler import PoolReport, ReportStore
@@ -27,8 +28,6 @@ from tests.saga.helpers import open_test_loan, terms_for, wait_view
 from tests.saga.procs import Proc
 from workflows.reconcile import ReconcileRun
 from workflows.reconcile_client import reconcile_now
-
-UNIT = 10_000_000
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
+from core.money import UNIT
 from devnet.kit import create_loan_direct
 from tests.api.helpers import assert_error
-from tests.reconcile.conftest import UNIT
 from tests.saga.helpers import terms_for
 
 

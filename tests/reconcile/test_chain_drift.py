@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
+from core.money import UNIT
 from devnet.kit import create_loan_direct, repay_loan
-from tests.reconcile.conftest import UNIT, World
+from tests.reconcile.conftest import World
 from tests.saga.helpers import terms_for
 from workflows.loan_client import signal_cancel
 

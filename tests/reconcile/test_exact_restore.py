@@ -9,8 +9,9 @@ the next run counts it as the project's own, not as an external loan."""
 from __future__ import annotations
 
 from core.models import LoanOffer
+from core.money import UNIT
 from devnet.kit import wait_for_tx
-from tests.reconcile.conftest import UNIT, World
+from tests.reconcile.conftest import World
 from tests.saga.helpers import signed
 from workflows.loan_journal_client import TemporalLoanJournal
 

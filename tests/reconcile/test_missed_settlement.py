@@ -5,8 +5,9 @@ loan, which reaches FUNDED; the locked change is explained by our own funding.""
 from __future__ import annotations
 
 from core.models import LoanOffer, LoanState
+from core.money import UNIT
 from devnet.kit import wait_for_tx
-from tests.reconcile.conftest import UNIT, World
+from tests.reconcile.conftest import World
 from tests.saga.helpers import signed
 from workflows.loan_client import loan_view
 

@@ -9,7 +9,8 @@ import asyncio
 import uuid
 
 from core.models import LoanOffer, LoanState
-from tests.reconcile.conftest import UNIT, World
+from core.money import UNIT
+from tests.reconcile.conftest import World
 from workflows.loan_client import loan_handle
 
 HOLD_S = 2 + 2  # ttl 2 s + settlement grace 2 s

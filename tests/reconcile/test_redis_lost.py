@@ -6,8 +6,9 @@ One of the open loans settled on chain meanwhile: restored, then committed in th
 from __future__ import annotations
 
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState
+from core.money import UNIT
 from devnet.kit import wait_for_tx
-from tests.reconcile.conftest import UNIT, World
+from tests.reconcile.conftest import World
 from tests.saga.helpers import signed
 from workflows.loan_client import signal_cancel
 

@@ -18,9 +18,10 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from core.money import UNIT
 from runtime.clients import Clients
 from runtime.worker import build_worker
-from tests.reconcile.conftest import UNIT, World
+from tests.reconcile.conftest import World
 from workflows.reconcile import ReconcileWorkflow
 from workflows.reconcile_client import reconcile_now
 

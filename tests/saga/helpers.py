@@ -43,10 +43,6 @@ def terms_for(borrower: str, vendor: str, funded: int) -> LoanTerms:
     )
 
 
-def guarantee_of(funded: int) -> int:
-    return max(1, funded // 4)
-
-
 async def open_test_loan(
     client: Client,
     task_queue: str,

@@ -14,6 +14,16 @@ from typing import Any
 from tests.fixtures.temporal import ROOT, settings_env
 
 
+def proc_env(settings: Any, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a product process that reads `settings` (and nothing of the checkout's
+    .run/stack.env: run it with cwd=CWD)."""
+    return {**os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)}
+
+
+# cwd outside the checkout so a developer's .run/stack.env cannot leak into the settings
+CWD = Path(tempfile.gettempdir())
+
+
 class Proc:
     def __init__(
         self,
@@ -24,15 +34,14 @@ class Proc:
     ) -> None:
         """`script` (a file of the checkout) names the process; `argv` (after the interpreter,
         e.g. ["-m", "api"]) replaces running it as a file."""
-        env = {**os.environ, **settings_env(settings), **(extra_env or {}), "PYTHONPATH": str(ROOT)}
+        env = proc_env(settings, extra_env)
         self._log = tempfile.NamedTemporaryFile(
             prefix=f"{Path(script).stem}-", suffix=".log", delete=False
         )
-        # cwd outside the checkout so a developer's .run/stack.env cannot leak into the settings
         self.proc = subprocess.Popen(
             [sys.executable, *(argv or [str(ROOT / script)])],
             env=env,
-            cwd=tempfile.gettempdir(),
+            cwd=CWD,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from core.models import LoanOffer, LoanState, Submitted
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex
@@ -22,8 +23,6 @@ from tests.fixtures.temporal import register_pool, stack_settings
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from tests.saga.procs import Proc
 from workflows.loan_client import loan_view, signal_submitted
-
-UNIT = 10_000_000
 
 
 @dataclass

@@ -11,14 +11,13 @@ from datetime import timedelta
 import pytest
 
 from core.models import LoanOffer, LoanState
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from runtime.worker import build_worker
 from tests.fixtures.temporal import start_temporal
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
 from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle
-
-UNIT = 10_000_000
 
 
 async def test_unsigned_loan_expires_and_its_xdr_is_too_late(saga_stack, deploy_pool, new_borrower):

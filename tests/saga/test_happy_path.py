@@ -7,12 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 
 from core.models import LoanOffer, LoanState, Submitted
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 from workflows.loan_client import loan_handle, signal_submitted
 from workflows.search_attributes import AMOUNT_STROOPS, BORROWER, EXPIRES_AT, LOAN_STATE, POOL_ID
-
-UNIT = 10_000_000
 
 
 async def test_loan_is_funded_and_ledger_matches_chain(any_saga_stack, deploy_pool, new_borrower):

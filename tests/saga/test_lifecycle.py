@@ -21,6 +21,7 @@ from core.models import (
     SettlementFailed,
     Submitted,
 )
+from core.money import UNIT
 from devnet.kit import create_loan_direct, wait_for_tx
 from reconcile.reconciler import establish_pool
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
@@ -35,8 +36,6 @@ from workflows.loan_client import (
     signal_settlement_failed,
     signal_submitted,
 )
-
-UNIT = 10_000_000
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 
 from core.models import LoanOffer, LoanRefusal, LoanState
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state, watcher_snapshot
 
-UNIT = 10_000_000
 LOANS = 20
 FUNDABLE = 10
 FUNDED = 7 * UNIT

@@ -24,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from core.models import Cancel, LoanOffer, LoanRefusal, LoanState, SettlementFailed, Submitted
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from runtime.worker import build_worker
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_view
@@ -31,7 +32,6 @@ from workflows.loan import LoanWorkflow
 from workflows.loan_client import loan_handle, signal_cancel, signal_submitted
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-UNIT = 10_000_000
 
 
 def replayer() -> Replayer:

@@ -6,26 +6,20 @@ to the surviving worker), every signed transaction lands, and no reservation lea
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import uuid
-from pathlib import Path
 
 import httpx
 
 from api.auth.keys import ApiKeyStore
 from api.auth.principal import SCOPES
 from chain.envelope import sign_envelope
-from core.money import format_stroops
+from core.money import UNIT, format_stroops
 from devnet.kit import wait_for_tx
 from tests.api.conftest import ADMIN_TOKEN, JWT_SECRET, SEP10_KEYPAIR
 from tests.api.helpers import DUE_DATE
-from tests.fixtures.temporal import ROOT, settings_env
 from tests.saga.helpers import terms_for
-from tests.saga.test_crash import UNIT, Isolated, isolated  # noqa: F401  (fixture)
+from tests.saga.procs import Proc
+from tests.saga.test_crash import Isolated, isolated  # noqa: F401  (fixture)
 from tools.procs import free_port
 
 LOANS = 16
@@ -37,26 +31,8 @@ class ApiProc:
 
     def __init__(self, settings) -> None:
         self.port = free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="api-", suffix=".log", delete=False)
-        env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=tempfile.gettempdir(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        argv = ["-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = Proc("api", settings, argv=[*argv, "--log-level", "warning"])
 
     @property
     def url(self) -> str:
@@ -71,20 +47,10 @@ class ApiProc:
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.2)
-        raise AssertionError(f"API on {self.port} not ready:\n{self.log()[-2000:]}")
+        raise AssertionError(f"API on {self.port} not ready:\n{self.proc.log()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self._log.close()
-
-    def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+        self.proc.stop()
 
 
 def _body(pool, borrower, vendor) -> dict:

@@ -11,13 +11,12 @@ from stellar_sdk import StrKey
 
 from chain.types import TxStatus
 from core.models import LoanOffer, LoanState
+from core.money import UNIT
 from devnet.kit import wait_for_tx
 from liquidity.tx_index import TxIndex
 from reconcile.reconciler import establish_pool
 from settlement.watcher import SettlementWatcher, contract_groups
 from tests.saga.helpers import open_test_loan, signed, terms_for, wait_state
-
-UNIT = 10_000_000
 
 
 async def landed_loan(stack, pool, new_borrower, funded: int) -> tuple[str, TxStatus]:

@@ -14,6 +14,7 @@ import pytest
 from chain.client import ChainClient
 from chain.envelope import sign_envelope
 from chain.errors import ChainRefusal
+from core.money import UNIT
 from devnet.kit import (
     DevnetProcess,
     deploy_pool,
@@ -28,7 +29,6 @@ from settlement.watcher import SettlementWatcher
 from tests.fixtures.devnet import client_of, running_devnet
 from tests.saga.helpers import terms_for
 
-UNIT = 10_000_000
 RETENTION = 20  # ledgers
 LEDGER_INTERVAL = 0.1  # seconds: the window is 2 s of history
 

@@ -16,19 +16,6 @@ from liquidity.connection import RedisClient
 
 _DIR = Path(__file__).parent / "scripts"
 
-NAMES = (
-    "reserve",
-    "commit",
-    "release",
-    "sweep",
-    "snapshot",
-    "restore",
-    "freeze",
-    "status",
-    "reservations",
-    "suspect",
-)
-
 
 @cache
 def source(name: str) -> str:

@@ -1,0 +1,1 @@
+"""Channel accounts for sponsored funding (channels.pool.ChannelPool)."""
