@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "loans"
+    # The loan workflow's activity bounds (sent with each loan: core.models.SagaTimeouts): one
+    # attempt of an open step, all attempts of one (then the open fails: 503 loan_open_failed),
+    # one attempt of a commit / release (retried until it succeeds).
+    open_step_timeout_seconds: float = 10.0
+    open_budget_seconds: float = 30.0
+    obligation_attempt_timeout_seconds: float = 15.0
 
     # Chain (Soroban RPC; the local devnet by default).
     rpc_url: str = "http://127.0.0.1:8000/rpc"

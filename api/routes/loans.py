@@ -215,6 +215,7 @@ async def open_loan(
         terms=body.terms(),
         fingerprint=fingerprint,
         ttl_seconds=body.ttl_seconds,
+        timeouts=loan_client.saga_timeouts(svc.settings),
     )
     hold_s = (
         (body.ttl_seconds or svc.settings.reservation_ttl_seconds)
