@@ -53,10 +53,13 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
     sup = Supervisor(tmp / "logs")
     redis = aioredis.from_url(REDIS_URL, decode_responses=True)
     try:
-        # start_temporal probes with an event loop of its own: a thread of its own too
-        address, _ = await asyncio.to_thread(start_temporal, sup, tmp / "temporal.db")
-        client = await temporal_client(Settings(_env_file=None, temporal_address=address))
+        # start_temporal probes with an event loop of its own: a thread of its own too, where
+        # it starts while the devnet does
+        temporal = asyncio.create_task(asyncio.to_thread(start_temporal, sup, tmp / "temporal.db"))
+        await asyncio.sleep(0)
         with running_devnet(ledger_interval=LEDGER_INTERVAL) as devnet:
+            address, _ = await temporal
+            client = await temporal_client(Settings(_env_file=None, temporal_address=address))
             pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=1_000 * UNIT)
             vendor = await new_funded_keypair(devnet.rpc_url)
             async with ops_stack(
