@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from liquidity.ledger import Ledger
 from reconcile.reconciler import establish_pool
 from runtime.clients import Clients
 from settlement.watcher import SettlementWatcher
-from tools.procs import free_port
+from tools.procs import free_port, unwind_on_stop_signals
 from tools.redis_servers import start_cluster, start_server
 from workflows.loan_client import open_loan, signal_cancel
 from workflows.reconcile_client import reconcile_now
@@ -439,14 +438,8 @@ async def main() -> dict[str, Any]:
     return out
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM (a background run's only stop: it ignores SIGINT) unwinds like Ctrl-C, so the
-    servers this run started are stopped by its `finally` blocks, not orphaned."""
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _interrupt)
+    unwind_on_stop_signals()  # the servers this run started are stopped by its finally blocks
     result = asyncio.run(main())
     print(json.dumps(result), flush=True)
     exit_skipping_teardown(0)

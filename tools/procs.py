@@ -13,10 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from core.net import free_port, port_is_free
 
-__all__ = ["Child", "Supervisor", "free_port", "port_is_free", "stop", "tcp_open"]
+__all__ = [
+    "Child",
+    "Supervisor",
+    "free_port",
+    "port_is_free",
+    "stop",
+    "tcp_open",
+    "unwind_on_stop_signals",
+]
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -145,3 +154,16 @@ def stop(child: Child, grace: float = 10.0) -> None:
         except ProcessLookupError:
             return
         child.proc.wait(timeout=5)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def unwind_on_stop_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread, so a launcher's `finally`
+    blocks stop the processes it started instead of orphaning them: SIGTERM is a background
+    run's only stop, and SIGINT is handled even when the launcher was started with it ignored.
+    For synchronous launchers; an asyncio process uses runtime.signals.stop_event."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)

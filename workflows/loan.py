@@ -34,10 +34,13 @@ with workflow.unsafe.imports_passed_through():
         BuildRequest,
         CommitRequest,
         LoanActivities,
+        ReleaseCause,
+        ReleaseReason,
         ReleaseRequest,
         ReserveRequest,
         WatchRequest,
     )
+    from chain.types import FailureReason
     from core.models import (
         TERMINAL_STATES,
         Cancel,
@@ -154,7 +157,9 @@ class LoanWorkflow:
             if self._open_error is None and self._offer is None and self._refusal is None:
                 self._open_error = "the loan was cancelled while opening"
             if self._reserve_attempted and self._view.state not in TERMINAL_STATES:
-                await self._release("cancelled", LoanState.CANCELLED, "workflow cancelled")
+                await self._release(
+                    ReleaseReason(ReleaseCause.CANCELLED), LoanState.CANCELLED, "workflow cancelled"
+                )
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -212,12 +217,15 @@ class LoanWorkflow:
                 retry_policy=_OPEN_RETRY,
             )
             if built.funding is None and built.sponsored is None:
-                await self._release("build_refused", None, "funding transaction not built")
-                code: RefusalCode = (
-                    "insufficient_liquidity"
-                    if built.refusal_reason == "insufficient_liquidity"
-                    else "credit_declined"
+                await self._release(
+                    ReleaseReason(ReleaseCause.BUILD_REFUSED), None, "funding transaction not built"
                 )
+                code: RefusalCode
+                match built.refusal_reason:
+                    case FailureReason.INSUFFICIENT_LIQUIDITY:
+                        code = "insufficient_liquidity"
+                    case _:  # the contract's other checks, the saga's own (BuildRefusal)
+                        code = "credit_declined"
                 reason = f"the funding transaction cannot be built: {built.refusal_reason}"
                 if built.refusal_detail:
                     reason += f" ({built.refusal_detail})"
@@ -240,7 +248,7 @@ class LoanWorkflow:
             # which differs between the first run and a replay (workflows/activity_failures.py).
             self._open_error = f"the loan could not be opened: {failure_text(err)}"
             if self._reserve_attempted:
-                await self._release("open_failed", None, "open failed")
+                await self._release(ReleaseReason(ReleaseCause.OPEN_FAILED), None, "open failed")
             self._view.failure_reason = "unavailable"
             self._set_state(LoanState.FAILED, self._open_error)
             return False
@@ -296,13 +304,15 @@ class LoanWorkflow:
         elif isinstance(settlement, SettlementFailed):
             self._view.failure_reason = settlement.reason
             await self._release(
-                f"settlement_failed:{settlement.reason}",
+                ReleaseReason(ReleaseCause.SETTLEMENT_FAILED, settlement.reason),
                 LoanState.FAILED,
                 f"transaction failed on chain: {settlement.reason} {settlement.detail}".strip(),
             )
         else:
             assert self._cancel is not None
-            await self._release("cancelled", LoanState.CANCELLED, self._cancel.reason)
+            await self._release(
+                ReleaseReason(ReleaseCause.CANCELLED), LoanState.CANCELLED, self._cancel.reason
+            )
 
     async def _expire(self) -> None:
         """The hold has passed, so the transaction can no longer land: ask the chain whether it
@@ -311,7 +321,9 @@ class LoanWorkflow:
         tx_hash = self._view.funding.tx_hash
         if not tx_hash:  # sponsored and never submitted: nothing can land
             await self._release(
-                "expired", LoanState.EXPIRED, "no signed entry before the hold expired"
+                ReleaseReason(ReleaseCause.EXPIRED),
+                LoanState.EXPIRED,
+                "no signed entry before the hold expired",
             )
             return
         try:
@@ -330,12 +342,16 @@ class LoanWorkflow:
         if status is not None and status.status == "failed":
             self._view.failure_reason = str(status.reason or "unknown")
             await self._release(
-                f"settlement_failed:{self._view.failure_reason}",
+                ReleaseReason(ReleaseCause.SETTLEMENT_FAILED, self._view.failure_reason),
                 LoanState.FAILED,
                 f"transaction failed on chain: {self._view.failure_reason}",
             )
             return
-        await self._release("expired", LoanState.EXPIRED, "not settled before the hold expired")
+        await self._release(
+            ReleaseReason(ReleaseCause.EXPIRED),
+            LoanState.EXPIRED,
+            "not settled before the hold expired",
+        )
 
     def _decided(self) -> bool:
         if self._settlement is not None:
@@ -361,13 +377,13 @@ class LoanWorkflow:
         self._finish_counted = True  # by the commit activity, with the settlement duration
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
-    async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
+    async def _release(self, reason: ReleaseReason, state: LoanState | None, detail: str) -> None:
         result = await workflow.execute_activity_method(
             LoanActivities.release,
             ReleaseRequest(
                 pool_id=self._loan.pool_id,
                 loan_id=self._loan.loan_id,
-                reason=reason,
+                reason=reason.audit_text(),
                 finish_state=state.value if state is not None else None,
             ),
             start_to_close_timeout=self._obligation_attempt,
