@@ -36,6 +36,7 @@ from temporalio.worker import Replayer, Worker
 
 from activities.loan import Assessment, AssessRequest
 from core.models import Cancel, LoanState, SagaTimeouts, Settled, Submitted
+from core.money import UNIT
 from devnet.kit import DevnetProcess, deploy_pool, new_funded_keypair, wait_for_tx
 from runtime.worker import registrations
 from tests.fixtures.devnet import running_devnet
@@ -53,7 +54,6 @@ from workflows.loan_client import (
 )
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
-UNIT = 10_000_000
 SHORT = SagaTimeouts(open_step_seconds=1, open_budget_seconds=3, obligation_attempt_seconds=2)
 
 
