@@ -33,6 +33,7 @@ from api.schemas import (
 from chain import sponsored
 from chain.envelope import decode_envelope
 from chain.errors import ChainRefusal, ChainUnavailable
+from chain.types import FailureReason
 from channels.pool import ChannelsBusy
 from core.models import (
     TERMINAL_STATES,
@@ -371,7 +372,7 @@ async def submit_loan(
         raise ApiError(
             503, "chain_busy", "the chain asked to retry later", {}, {"Retry-After": "2"}
         )
-    if sent.status == "error":
+    if sent.status == "error" and not await _landed_already(svc, sent.reason, tx_hash):
         reason = sent.reason.value if sent.reason else "unknown"
         status = 409 if reason in ("too_late", "bad_seq") else 422
         raise ApiError(
@@ -395,6 +396,19 @@ async def submit_loan(
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
+
+
+async def _landed_already(svc: Services, reason: FailureReason | None, tx_hash: str) -> bool:
+    """A bad_seq for this very transaction: an earlier relay that timed out (the RPC stalled)
+    may have reached the chain after all, its sequence is then spent by it. If it is in a
+    ledger the resend is answered as relayed; the loan follows it like any submission."""
+    if reason is not FailureReason.BAD_SEQ:
+        return False
+    try:
+        status = await svc.chain.transaction(tx_hash)
+    except ChainUnavailable:
+        return False
+    return status.status == "success"
 
 
 async def _give_up(svc: Services, client: Client, view: LoanView, reason: str) -> None:
