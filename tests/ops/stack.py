@@ -105,8 +105,8 @@ async def prepare_ops_stack(
     session's WorkflowEnvironment or a Client of another server (the processes get its address)."""
     from api.auth.keys import ApiKeyStore
     from api.auth.principal import SCOPES
-    from liquidity.ledger import Ledger
     from reconcile.reconciler import establish_pool
+    from runtime import clients
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
     client = getattr(temporal, "client", temporal)
@@ -128,11 +128,9 @@ async def prepare_ops_stack(
     for name, value in overrides.items():
         setattr(settings, name, value)
 
-    from chain.client import ChainClient
-
-    chain = ChainClient(settings.rpc_url, settings.network_passphrase)
+    chain = clients.chain_client(settings)
     try:
-        await establish_pool(Ledger(redis, prefix=prefix), chain, pool.pool_id)
+        await establish_pool(clients.ledger(settings, redis), chain, pool.pool_id)
     finally:
         await chain.close()
 
