@@ -20,7 +20,7 @@ from core.money import UNIT
 from core.settings import Settings
 from devnet.kit import DevnetProcess, deploy_pool, new_funded_keypair
 from liquidity.ledger import Ledger
-from runtime.clients import temporal_client
+from runtime import clients
 from tests.fixtures.devnet import LEDGER_INTERVAL, running_devnet
 from tests.fixtures.redis import REDIS_URL
 from tests.ops.stack import OpsStack, ops_stack
@@ -59,7 +59,9 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
         await asyncio.sleep(0)
         with running_devnet(ledger_interval=LEDGER_INTERVAL) as devnet:
             address, _ = await temporal
-            client = await temporal_client(Settings(_env_file=None, temporal_address=address))
+            client = await clients.temporal_client(
+                Settings(_env_file=None, temporal_address=address)
+            )
             pool = await deploy_pool(devnet.rpc_url, devnet.passphrase, liquidity=1_000 * UNIT)
             vendor = await new_funded_keypair(devnet.rpc_url)
             async with ops_stack(
@@ -73,14 +75,14 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
                 loan_rate_per_borrower_per_minute=10_000,
                 reservation_ttl_seconds=600,  # no loan of the module expires while it runs
             ) as ops:
-                chain = ChainClient(devnet.rpc_url, devnet.passphrase)
+                chain = clients.chain_client(ops.settings)
                 try:
                     yield Live(
                         ops=ops,
                         temporal=sup.children[0],
                         devnet=devnet,
                         client=client,
-                        ledger=Ledger(redis, prefix=ops.settings.ledger_prefix),
+                        ledger=clients.ledger(ops.settings, redis),
                         chain=chain,
                         redis=redis,
                         vendor=vendor,
