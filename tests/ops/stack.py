@@ -104,8 +104,8 @@ async def prepare_ops_stack(
     everything but the processes, for a test that starts them its own way."""
     from api.auth.keys import ApiKeyStore
     from api.auth.principal import SCOPES
-    from liquidity.ledger import Ledger
     from reconcile.reconciler import establish_pool
+    from runtime import clients
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
     settings = stack_settings(
@@ -126,11 +126,9 @@ async def prepare_ops_stack(
     for name, value in overrides.items():
         setattr(settings, name, value)
 
-    from chain.client import ChainClient
-
-    chain = ChainClient(settings.rpc_url, settings.network_passphrase)
+    chain = clients.chain_client(settings)
     try:
-        await establish_pool(Ledger(redis, prefix=prefix), chain, pool.pool_id)
+        await establish_pool(clients.ledger(settings, redis), chain, pool.pool_id)
     finally:
         await chain.close()
 
