@@ -30,6 +30,12 @@ from api.schemas import (
     SubmitRequest,
     amounts_as_decimal,
 )
+from api.transient_refusals import (
+    TRANSIENT_CODES,
+    KeyAttempts,
+    attempt_loan_id,
+    attempt_update_id,
+)
 from chain import sponsored
 from chain.envelope import decode_envelope
 from chain.errors import ChainRefusal, ChainUnavailable
@@ -205,7 +211,10 @@ async def open_loan(
             {"max_ttl_seconds": svc.settings.reservation_ttl_seconds},
         )
 
-    loan_id = loan_id_for(key, caller)
+    base_loan_id = loan_id_for(key, caller)
+    attempts = KeyAttempts(svc.redis, prefix=svc.settings.ledger_prefix)
+    attempt = await attempts.current(base_loan_id)
+    loan_id = attempt_loan_id(base_loan_id, attempt, LOAN_ID_NAMESPACE)
     bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
@@ -231,7 +240,7 @@ async def open_loan(
             task_queue=svc.settings.task_queue,
             loan=loan,
             request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
-            idempotency_key=key,
+            idempotency_key=attempt_update_id(key, attempt),
         )
     except LoanClosed as exc:
         await svc.squatting.refused(loan_id, counted)
@@ -271,6 +280,8 @@ async def open_loan(
         created = LoanCreated.of(result)
         return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
     await svc.squatting.refused(loan_id, counted)
+    if result.code in TRANSIENT_CODES:  # not the key's answer: its next request tries afresh
+        await attempts.refused_transiently(base_loan_id, attempt)
     return _refusal_response(result, headers)
 
 
