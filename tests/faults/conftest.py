@@ -40,6 +40,7 @@ class Live:
     vendor: Keypair
     keys: dict[str, str] = field(default_factory=dict)  # every loan id opened -> its key
     borrower_of: dict[str, Keypair] = field(default_factory=dict)  # loan id -> its borrower
+    answers: dict[str, str] = field(default_factory=dict)  # loan id -> its POST's last answer
 
     @property
     def pool_id(self) -> str:

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from stellar_sdk import Keypair
 
 from api.routes.loans import loan_id_for
 from chain.envelope import sign_envelope
 from core.models import TERMINAL_STATES
 from core.money import UNIT, to_stroops
+from core.settings import Settings
 from devnet.kit import new_funded_keypair
 from tests.api.helpers import loan_body
 from tests.faults.conftest import Live
@@ -42,6 +44,15 @@ STALL_S = 7.0  # well over GET_BOUND_S: a GET that waits for the paused process 
 GET_BOUND_S = 4.5  # a GET slower counts as unanswered (the issue wants 1 s; 2 busy cores)
 TERMINAL = {str(s) for s in TERMINAL_STATES}
 HOLDING = {"reserved", "submitted"}
+
+# Issue 13 defect 3 (reads that need a live worker): until loan reads come from what Temporal
+# serves without a worker (its fix brings LOAN_READ_TIMEOUT_SECONDS), a GET waits for a paused
+# or killed worker, or for a workflow task held open by a local activity on a stalled chain.
+NEEDS_DEFECT_3 = pytest.mark.xfail(
+    "loan_read_timeout_seconds" not in Settings.model_fields,
+    reason="issue 13 defect 3: GET /v1/loans/{id} needs a live worker (fix not merged yet)",
+    strict=True,
+)
 
 
 @dataclass
@@ -115,13 +126,28 @@ async def open_loan(live: Live, borrower: Keypair) -> tuple[str, httpx.Response]
             reply = await http.post("/v1/loans", json=body, headers={"Idempotency-Key": key})
             assert reply.status_code != 500, reply.text  # no fault reaches a 500
             if reply.status_code < 500 or final(reply) or time.monotonic() > deadline:
-                return loan_id, reply
+                # A retry after a transient refusal may open the key's loan under a new id
+                # (the refused attempt stays a loan of its own): the answer names it.
+                answered = answered_loan_id(reply) or loan_id
+                live.keys[answered] = key
+                live.borrower_of[answered] = borrower
+                live.answers[answered] = f"{reply.status_code} {reply.text[:200]}"
+                return answered, reply
             await asyncio.sleep(min(float(reply.headers.get("Retry-After", 1)), 1.0))
 
 
 # 503s that are the loan's outcome, not "try again": its open steps timed out (reservation
 # released), or they started only after the request's deadline (nothing reserved).
 FINAL_503 = {"loan_open_failed", "open_deadline_passed"}
+
+
+def answered_loan_id(reply: httpx.Response) -> str | None:
+    try:
+        body = reply.json()
+        loan_id = body.get("loan_id") or body["error"]["details"].get("loan_id")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return str(loan_id) if loan_id else None
 
 
 def final(reply: httpx.Response) -> bool:
@@ -189,9 +215,15 @@ async def assert_invariants(live: Live) -> None:
     holding = [v for v in found.values() if v["state"] in HOLDING]
     status = await live.ledger.status(live.pool_id)
     assert status.known and not status.frozen, status
+    held = {r.loan_id: r.amount for r in await live.ledger.reservations(live.pool_id)}
+    for loan_id in held:  # shown when the assertion below fails
+        print("held:", loan_id, found.get(loan_id, {}).get("state"), live.answers.get(loan_id))
+    for loan_id, view in found.items():
+        print("loan:", loan_id, view["state"], view["reserved_amount"], live.answers.get(loan_id))
     assert status.reserved == sum(to_stroops(v["reserved_amount"]) for v in holding), (
         status,
-        holding,
+        {i: (found[i]["state"] if i in found else live.answers.get(i), held[i]) for i in held},
+        {v["loan_id"]: v["state"] for v in holding},
     )
     assert status.active_reservations == len(holding), status
 
@@ -256,6 +288,7 @@ async def cell(live: Live, fault: Callable[[Watch, Callable[[], None]], Awaitabl
     await assert_invariants(live)
 
 
+@NEEDS_DEFECT_3
 async def test_devnet_paused_around_loans_in_flight(live: Live) -> None:
     async def fault(watch: Watch, during: Callable[[], None]) -> None:
         with stopped(live.devnet.pid):
@@ -265,6 +298,7 @@ async def test_devnet_paused_around_loans_in_flight(live: Live) -> None:
     await cell(live, fault)
 
 
+@NEEDS_DEFECT_3
 async def test_worker_paused_around_loans_in_flight(live: Live) -> None:
     async def fault(watch: Watch, during: Callable[[], None]) -> None:
         with stopped(live.ops.procs["worker"].pid):
@@ -288,6 +322,7 @@ async def test_temporal_paused_around_loans_in_flight(live: Live) -> None:
     await cell(live, fault)
 
 
+@NEEDS_DEFECT_3
 async def test_worker_killed_during_the_open_steps(live: Live) -> None:
     async def fault(watch: Watch, during: Callable[[], None]) -> None:
         old = live.ops.procs["worker"]
