@@ -52,6 +52,16 @@ TERMINAL_STATES = frozenset(
 )
 
 
+class SagaTimeouts(BaseModel):
+    """The loan workflow's activity bounds, from settings (the starter sends them with the loan,
+    so a workflow reads no configuration). The defaults are the bounds of loans started before
+    they were settings: their histories replay as they ran."""
+
+    open_step_seconds: float = 10.0  # one attempt of an open step (assess, reserve, build)
+    open_budget_seconds: float = 30.0  # all attempts of one open step; then the open fails
+    obligation_attempt_seconds: float = 15.0  # one attempt of commit / release (retried)
+
+
 class LoanInput(BaseModel):
     """Workflow start argument of `LoanWorkflow` (workflow id `loan-<loan_id>`)."""
 
@@ -61,6 +71,7 @@ class LoanInput(BaseModel):
     terms: LoanTerms
     fingerprint: str  # hash of the canonical request body: same key + other body is refused
     ttl_seconds: int | None = None  # None: settings.reservation_ttl_seconds
+    timeouts: SagaTimeouts = Field(default_factory=SagaTimeouts)
 
 
 class OpenLoan(BaseModel):
