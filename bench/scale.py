@@ -406,7 +406,10 @@ async def main() -> dict[str, Any]:
     rows += [
         (f"worker RSS, {k} loans waiting", f"{v:.0f} MB", "") for k, v in zip(mk, mv, strict=True)
     ]
-    per_loan_kb = (mv[-1] - mv[0]) / max(mk[-1], 1) * 1024
+    # KB per waiting loan up to the first level: the worker's workflow cache (the SDK's
+    # max_cached_workflows) holds that many; beyond it, the class says what more loans add
+    first = next((i for i, k in enumerate(mk) if k > 0), 0)
+    per_loan_kb = (mv[first] - mv[0]) / max(mk[first], 1) * 1024
     # the class of what the waiting loans add on top of the idle worker
     added = [(k, v - mv[0]) for k, v in zip(mk, mv, strict=True) if k > 0]
     rss_class = (
@@ -415,7 +418,11 @@ async def main() -> dict[str, Any]:
         else "constant"
     )
     rows.append(
-        ("  growth with waiting loans", f"{rss_class}, +{per_loan_kb:.1f} KB per waiting loan", "")
+        (
+            "  growth with waiting loans",
+            f"{rss_class} from {mk[first]}; +{per_loan_kb:.0f} KB per loan up to it",
+            "",
+        )
     )
     x = out["xdr_p50_ms"]
     busy_key = next(k for k in x if k not in ("none", "ratio"))
@@ -431,7 +438,7 @@ async def main() -> dict[str, Any]:
         "watcher_pass_by_pools": growth([float(k) for k in pk], pv),
         "reconcile_by_open_reservations": growth([float(k) for k in ck], cv),
         "worker_rss_by_waiting_loans": rss_class,
-        "worker_rss_kb_per_waiting_loan": round(per_loan_kb, 2),
+        "worker_rss_kb_per_loan_up_to_first_level": round(per_loan_kb, 2),
         "xdr_p50_by_waiting_loans": "constant" if x["ratio"] < 1.5 else "grows",
         "reserve_cluster_vs_single": round(r["ratio"], 3),
     }
