@@ -69,7 +69,13 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        *,
+        replacing: Child | None = None,
     ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
@@ -96,7 +102,10 @@ class Supervisor:
         )
         log.close()
         child = Child(name, proc, log_path, list(argv), dict(env), cwd)
-        self.children.append(child)
+        if replacing is None:
+            self.children.append(child)
+        else:  # in one step: whoever reads the list meets the old child or the new one
+            self.children[self.children.index(replacing)] = child
         return child
 
     def restart(self, child: Child) -> Child:
@@ -104,12 +113,7 @@ class Supervisor:
         place in the stop order; the old process must have exited."""
         if child.alive():
             raise RuntimeError(f"{child.name} (pid {child.pid}) is still running")
-        index = self.children.index(child)
-        self.children.remove(child)
-        fresh = self.start(child.name, child.argv, child.env, child.cwd)
-        self.children.remove(fresh)
-        self.children.insert(index, fresh)
-        return fresh
+        return self.start(child.name, child.argv, child.env, child.cwd, replacing=child)
 
     def wait_until(
         self, child: Child, ready: Callable[[], bool], timeout: float, what: str

@@ -97,19 +97,21 @@ async def _wait(what: str, probe: Any, within: float, procs: dict[str, Proc]) ->
 
 
 async def prepare_ops_stack(
-    temporal_env: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
+    temporal: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
 ) -> OpsStack:
     """Settings for api, worker and watcher of `pool` (already deployed; established in the
     ledger here) on a private prefix, task queue and free ports, and an API key of every scope:
-    everything but the processes, for a test that starts them its own way."""
+    everything but the processes, for a test that starts them its own way. `temporal` is the
+    session's WorkflowEnvironment or a Client of another server (the processes get its address)."""
     from api.auth.keys import ApiKeyStore
     from api.auth.principal import SCOPES
     from reconcile.reconciler import establish_pool
     from runtime import clients
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
+    client = getattr(temporal, "client", temporal)
     settings = stack_settings(
-        temporal_env.client.service_client.config.target_host,
+        client.service_client.config.target_host,
         devnet,
         prefix=prefix,
         task_queue=f"ops-{uuid.uuid4().hex[:8]}",
