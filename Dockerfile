@@ -16,6 +16,7 @@ COPY reconcile ./reconcile
 COPY runtime ./runtime
 COPY settlement ./settlement
 COPY chain ./chain
+COPY channels ./channels
 # The devnet is not part of the product wheel, but the image runs it as the embedded chain.
 COPY devnet ./devnet
 COPY workflows ./workflows

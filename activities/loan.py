@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Protocol
 
 from pydantic import BaseModel, Field
@@ -21,7 +23,7 @@ from temporalio.common import MetricMeter
 from chain.client import ChainClient
 from chain.errors import ChainRefusal
 from chain.sponsored import SponsoredOffer
-from chain.types import FundingTx, TxStatus
+from chain.types import FailureReason, FundingTx, TxStatus
 from core.models import LoanTerms
 from core.settings import Settings
 from liquidity.ledger import Ledger
@@ -60,13 +62,20 @@ class BuildRequest(BaseModel):
     max_time: int
 
 
+class BuildRefusal(StrEnum):
+    """The build step's own refusals, beside the chain's (FailureReason)."""
+
+    SEQUENCE_IN_USE = "sequence_in_use"  # the borrower's open funding transaction holds it
+    NO_CHANNEL_ACCOUNTS = "no_channel_accounts"  # sponsored mode without CHANNEL_SECRETS
+
+
 class BuildOutcome(BaseModel):
     """Either the prepared transaction (or, in sponsored mode, the authorization entry to sign)
-    or the chain's reason for refusing to simulate it."""
+    or why it was not built: the chain refused to simulate it, or the saga refused to build it."""
 
     funding: FundingTx | None = None
     sponsored: SponsoredOffer | None = None
-    refusal_reason: str | None = None
+    refusal_reason: FailureReason | BuildRefusal | None = None
     refusal_detail: str = ""
 
 
@@ -78,10 +87,34 @@ class CommitRequest(BaseModel):
     submitted_at_ms: int | None = None
 
 
+class ReleaseCause(StrEnum):
+    """Why the saga gives a loan's reservation back."""
+
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    BUILD_REFUSED = "build_refused"
+    OPEN_FAILED = "open_failed"
+    SETTLEMENT_FAILED = "settlement_failed"
+
+
+@dataclass(frozen=True)
+class ReleaseReason:
+    cause: ReleaseCause
+    chain_reason: str = ""  # SETTLEMENT_FAILED: the chain's FailureReason value
+
+    def audit_text(self) -> str:
+        """The ledger's audit `reason`: a stable value that audit streams and dashboards keep."""
+        match self.cause:
+            case ReleaseCause.SETTLEMENT_FAILED:
+                return f"settlement_failed:{self.chain_reason}"
+            case cause:
+                return cause.value
+
+
 class ReleaseRequest(BaseModel):
     pool_id: str
     loan_id: str
-    reason: str
+    reason: str  # ReleaseReason.audit_text()
     # The terminal state the loan reaches with this release (None: the workflow decides later).
     finish_state: str | None = None
 
@@ -159,7 +192,7 @@ class LoanActivities:
                 request.creditline_id, request.terms, max_time=request.max_time
             )
         except ChainRefusal as refusal:
-            return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+            return BuildOutcome(refusal_reason=refusal.reason, refusal_detail=refusal.detail)
         owner = await self._tx_index.claim_funding(
             TxRef(
                 tx_hash=funding.tx_hash,
@@ -173,7 +206,7 @@ class LoanActivities:
         )
         if owner != request.loan_id:
             return BuildOutcome(
-                refusal_reason="sequence_in_use",
+                refusal_reason=BuildRefusal.SEQUENCE_IN_USE,
                 refusal_detail=(
                     f"the borrower's open funding transaction of loan {owner} holds sequence "
                     f"{funding.sequence} until it settles or expires"
@@ -185,7 +218,7 @@ class LoanActivities:
         channels = self._settings.channel_secret_list
         if not channels:
             return BuildOutcome(
-                refusal_reason="no_channel_accounts",
+                refusal_reason=BuildRefusal.NO_CHANNEL_ACCOUNTS,
                 refusal_detail="FUNDING_MODE=sponsored needs CHANNEL_SECRETS",
             )
         # any channel account serves as the simulation's source: the borrower is then not the
@@ -200,7 +233,7 @@ class LoanActivities:
                 ledger_seconds=self._settings.ledger_seconds,
             )
         except ChainRefusal as refusal:
-            return BuildOutcome(refusal_reason=str(refusal.reason), refusal_detail=refusal.detail)
+            return BuildOutcome(refusal_reason=refusal.reason, refusal_detail=refusal.detail)
         return BuildOutcome(sponsored=offer)
 
     @activity.defn(name="loan.watch_submission")

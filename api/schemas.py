@@ -248,17 +248,48 @@ class LoanOut(BaseModel):
         )
 
 
-# Keys of refusal details that hold stroops; rendered as decimal strings like every amount.
-AMOUNT_KEYS = frozenset({"available", "required", "shortage", "exposure", "limit", "amount"})
-
-
-def amounts_as_decimal(details: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: format_stroops(v)
-        if k in AMOUNT_KEYS and isinstance(v, int) and not isinstance(v, bool)
-        else v
-        for k, v in details.items()
+# Keys that hold stroops in refusal details and reconciliation reports; rendered as decimal
+# strings like every amount (ledger numbers, times and counts stay integers).
+AMOUNT_KEYS = frozenset(
+    {
+        # refusal details
+        "available",
+        "required",
+        "shortage",
+        "exposure",
+        "limit",
+        "amount",
+        # reconciliation reports
+        "total",
+        "locked",
+        "locked_delta",
+        "total_delta",
+        "funded_ours",
+        "funded_external",
+        "repaid",
+        "interest",
+        "deposited",
+        "withdrawn",
+        "unexplained_locked",
+        "unexplained_total",
+        "reserved",
+        "overcommit",
     }
+)
+
+
+def amounts_as_decimal(value: Any) -> Any:
+    """`value` with every integer under an AMOUNT_KEYS key, at any depth, as a decimal string."""
+    if isinstance(value, dict):
+        return {
+            k: format_stroops(v)
+            if k in AMOUNT_KEYS and isinstance(v, int) and not isinstance(v, bool)
+            else amounts_as_decimal(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [amounts_as_decimal(v) for v in value]
+    return value
 
 
 def refusal_out(refusal: LoanRefusal) -> RefusalOut:

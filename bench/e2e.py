@@ -41,8 +41,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +73,7 @@ from devnet.kit import deploy_pool, new_funded_keypair, start_devnet
 from liquidity.ledger import Ledger
 from reconcile.reconciler import establish_pool
 from runtime.clients import Clients
+from tools.procs import Supervisor
 from workflows.loan_client import loan_handle, open_loan
 from workflows.search_attributes import LOAN_SEARCH_ATTRIBUTES, initial_loan_attributes
 
@@ -376,24 +375,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()}
 
 
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """cwd outside the checkout so a developer's .run/stack.env cannot leak in."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, *argv], env=env, cwd=tempfile.gettempdir(), stdout=out, stderr=out
-        )
-
-
-def stop_proc(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", default="1,8,32")
@@ -453,8 +434,9 @@ async def main() -> None:
     redis, chain, ledger = clients.redis, clients.chain, clients.ledger
     client = env.client
     clock = LedgerClock(chain)
-    procs: list[subprocess.Popen[bytes]] = []
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    sup = Supervisor(Path(tempfile.mkdtemp(prefix="bench-e2e-")))
+    # cwd outside the checkout so a developer's .run/stack.env cannot leak in
+    cwd = Path(tempfile.gettempdir())
     results: list[tuple[RunResult, RunResult, RunResult | None]] = []
     try:
         # Every pool exists before the watcher starts: it reads settings.pools from its env.
@@ -462,9 +444,8 @@ async def main() -> None:
         sizes = [args.loans or max(256, 32 * n) for n in levels]
         pools = [await prepare_pool(settings, ledger, chain, size) for size in sizes]
         child_env = settings_env(settings)
-        worker = spawn(["-m", "bench.worker_proc"], child_env, log_dir / "worker.log")
-        watcher = spawn([str(ROOT / "watcher.py")], child_env, log_dir / "watcher.log")
-        procs += [worker, watcher]
+        worker = sup.start("worker", [sys.executable, "-m", "bench.worker_proc"], child_env, cwd)
+        watcher = sup.start("watcher", [sys.executable, str(ROOT / "watcher.py")], child_env, cwd)
         clock.start()
         meter = CpuMeter(devnet.pid, {"worker": worker.pid, "watcher": watcher.pid})
         stack = Stack(
@@ -491,8 +472,7 @@ async def main() -> None:
             results.append((loan, bare, indexed))
     finally:
         await clock.stop()
-        for proc in reversed(procs):
-            stop_proc(proc)
+        sup.stop_all(grace=15)
         await chain.close()
         async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
             await redis.delete(key)

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from stellar_sdk import Keypair
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.e2e import FUNDED, ROOT, settings_env, spawn, stop_proc, terms
+from bench.e2e import FUNDED, ROOT, settings_env, terms
 from core.models import Cancel, LoanInput, LoanOffer, OpenLoan
 from core.process_exit import exit_skipping_teardown
 from core.settings import Settings
@@ -51,7 +50,7 @@ from liquidity.ledger import Ledger
 from reconcile.reconciler import establish_pool
 from runtime.clients import Clients
 from settlement.watcher import SettlementWatcher
-from tools.procs import free_port
+from tools.procs import Supervisor, free_port, unwind_on_stop_signals
 from tools.redis_servers import start_cluster, start_server
 from workflows.loan_client import open_loan, signal_cancel
 from workflows.reconcile_client import reconcile_now
@@ -309,8 +308,7 @@ async def main() -> dict[str, Any]:
         borrower_limit_stroops=10**15,
     )
     clients = Clients.open(settings)
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    worker = None
+    sup = Supervisor(Path(tempfile.mkdtemp(prefix="bench-scale-")))
     out: dict[str, Any] = {"reserve": ledger_cmp}
     try:
         passes = await watcher_passes(clients, env.client, pool_levels)
@@ -326,7 +324,12 @@ async def main() -> dict[str, Any]:
         )
         settings.pools[pool.pool_id] = pool.creditline_id
         await establish_pool(clients.ledger, clients.chain, pool.pool_id)
-        worker = spawn([str(ROOT / "worker.py")], settings_env(settings), log_dir / "worker.log")
+        worker = sup.start(
+            "worker",
+            [sys.executable, str(ROOT / "worker.py")],
+            settings_env(settings),
+            Path(tempfile.gettempdir()),  # no developer's .run/stack.env leaks in
+        )
         loans = Loans(clients, env.client, pool)
         await loans.fund(30)
         for _ in range(30):  # warm-up: imports, sandbox, caches (then cancelled)
@@ -368,8 +371,7 @@ async def main() -> dict[str, Any]:
             },
         )
     finally:
-        if worker is not None:
-            stop_proc(worker)
+        sup.stop_all(grace=15)
         await clients.chain.close()
         async for key in clients.redis.scan_iter(match=f"{prefix}*", count=1000):
             await clients.redis.delete(key)
@@ -404,7 +406,10 @@ async def main() -> dict[str, Any]:
     rows += [
         (f"worker RSS, {k} loans waiting", f"{v:.0f} MB", "") for k, v in zip(mk, mv, strict=True)
     ]
-    per_loan_kb = (mv[-1] - mv[0]) / max(mk[-1], 1) * 1024
+    # KB per waiting loan up to the first level: the worker's workflow cache (the SDK's
+    # max_cached_workflows) holds that many; beyond it, the class says what more loans add
+    first = next((i for i, k in enumerate(mk) if k > 0), 0)
+    per_loan_kb = (mv[first] - mv[0]) / max(mk[first], 1) * 1024
     # the class of what the waiting loans add on top of the idle worker
     added = [(k, v - mv[0]) for k, v in zip(mk, mv, strict=True) if k > 0]
     rss_class = (
@@ -413,7 +418,11 @@ async def main() -> dict[str, Any]:
         else "constant"
     )
     rows.append(
-        ("  growth with waiting loans", f"{rss_class}, +{per_loan_kb:.1f} KB per waiting loan", "")
+        (
+            "  growth with waiting loans",
+            f"{rss_class} from {mk[first]}; +{per_loan_kb:.0f} KB per loan up to it",
+            "",
+        )
     )
     x = out["xdr_p50_ms"]
     busy_key = next(k for k in x if k not in ("none", "ratio"))
@@ -429,7 +438,7 @@ async def main() -> dict[str, Any]:
         "watcher_pass_by_pools": growth([float(k) for k in pk], pv),
         "reconcile_by_open_reservations": growth([float(k) for k in ck], cv),
         "worker_rss_by_waiting_loans": rss_class,
-        "worker_rss_kb_per_waiting_loan": round(per_loan_kb, 2),
+        "worker_rss_kb_per_loan_up_to_first_level": round(per_loan_kb, 2),
         "xdr_p50_by_waiting_loans": "constant" if x["ratio"] < 1.5 else "grows",
         "reserve_cluster_vs_single": round(r["ratio"], 3),
     }
@@ -439,14 +448,8 @@ async def main() -> dict[str, Any]:
     return out
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM (a background run's only stop: it ignores SIGINT) unwinds like Ctrl-C, so the
-    servers this run started are stopped by its `finally` blocks, not orphaned."""
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _interrupt)
+    unwind_on_stop_signals()  # the servers this run started are stopped by its finally blocks
     result = asyncio.run(main())
     print(json.dumps(result), flush=True)
     exit_skipping_teardown(0)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from stellar_sdk import (
     Account,
+    AiohttpClient,
     Keypair,
     SorobanServerAsync,
     TransactionBuilder,
@@ -50,6 +51,8 @@ from core.models import LoanTerms
 T = TypeVar("T")
 
 # Simulation of read-only calls needs *a* source account but never its signature or sequence.
+DEFAULT_TIMEOUT_S = 10.0
+
 _READER = Keypair.from_raw_ed25519_seed(b"liquidity-saga read-only source!").public_key
 
 
@@ -89,11 +92,23 @@ def loan_args(terms: LoanTerms) -> list[sx.SCVal]:
 
 
 class ChainClient:
-    def __init__(self, rpc_url: str, network_passphrase: str, *, base_fee: int = 100) -> None:
+    def __init__(
+        self,
+        rpc_url: str,
+        network_passphrase: str,
+        *,
+        base_fee: int = 100,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        """`timeout` bounds every RPC call (stellar-sdk's default POST timeout is ~33 s, longer
+        than any caller of ours waits); past it the call raises ChainUnavailable."""
         self.rpc_url = rpc_url
         self.network_passphrase = network_passphrase
         self.base_fee = base_fee
-        self._server = SorobanServerAsync(rpc_url)
+        self.timeout = timeout
+        self._server = SorobanServerAsync(
+            rpc_url, client=AiohttpClient(request_timeout=timeout, post_timeout=timeout)
+        )
 
     async def close(self) -> None:
         await self._server.close()
@@ -101,7 +116,8 @@ class ChainClient:
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """Transport trouble becomes ChainUnavailable; an RPC-level error is a refusal."""
         try:
-            return await awaitable
+            # also a hard bound over whatever the HTTP client retries within its own timeout
+            return await asyncio.wait_for(awaitable, self.timeout + 1)
         except SorobanRpcErrorResponse as exc:
             if exc.code == -32603:
                 raise ChainUnavailable(f"RPC internal error: {exc.message}") from exc

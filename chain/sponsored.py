@@ -76,17 +76,27 @@ def borrower_entry(recorded: list[str], borrower: str) -> sx.SorobanAuthorizatio
     mine = []
     for b64 in recorded:
         entry = sx.SorobanAuthorizationEntry.from_xdr(b64)
-        creds = entry.credentials.address
-        if creds is not None and Address.from_xdr_sc_address(creds.address).address == borrower:
+        try:
+            creds = _address_credentials(entry)
+        except EntryMismatch:
+            continue  # source-account credentials (another party's call)
+        if Address.from_xdr_sc_address(creds.address).address == borrower:
             mine.append(entry)
     return mine[0] if len(mine) == 1 else None
 
 
 def _address_credentials(entry: sx.SorobanAuthorizationEntry) -> sx.SorobanAddressCredentials:
+    """The entry's address credentials: legacy ADDRESS, or CAP-71's ADDRESS_V2 (what a network
+    records when asked for upgraded auth; its preimage binds the address too)."""
     creds = entry.credentials
-    if creds.type != sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS or creds.address is None:
+    found = None
+    if creds.type == sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS:
+        found = creds.address
+    elif creds.type == sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2:
+        found = creds.address_v2
+    if found is None:
         raise EntryMismatch("not_address_credentials", "the entry has no address credentials")
-    return creds.address
+    return found
 
 
 def with_offer_fields(
@@ -111,7 +121,8 @@ def check_signed_entry(
     offered, signed = decode_entry(offered_b64), decode_entry(signed_b64)
     want, got = _address_credentials(offered), _address_credentials(signed)
     same = (
-        got.address.to_xdr_bytes() == want.address.to_xdr_bytes()
+        signed.credentials.type == offered.credentials.type
+        and got.address.to_xdr_bytes() == want.address.to_xdr_bytes()
         and got.nonce.int64 == want.nonce.int64
         and got.signature_expiration_ledger.uint32 == want.signature_expiration_ledger.uint32
         and signed.root_invocation.to_xdr_bytes() == offered.root_invocation.to_xdr_bytes()

@@ -103,6 +103,7 @@ class ChannelPool:
         backoff_seconds: float = 0.25,
         max_resyncs: int = 2,
         grace_seconds: int = 30,
+        build_seconds: int = 60,
     ) -> None:
         if not secrets:
             raise ValueError("a channel pool needs at least one channel account secret")
@@ -115,6 +116,7 @@ class ChannelPool:
         self.backoff_seconds = backoff_seconds
         self.max_resyncs = max_resyncs
         self.grace_seconds = grace_seconds
+        self.build_seconds = build_seconds  # a lease's life before it records a transaction
         self._take = redis.register_script(_TAKE)
         self._record = redis.register_script(_RECORD)
         self._give_back = redis.register_script(_GIVE_BACK)
@@ -156,7 +158,7 @@ class ChannelPool:
         random.shuffle(order)
         token = uuid.uuid4().hex
         # a lease not yet recording a transaction lives as long as a build may take
-        expiry = int(time.time()) + 60
+        expiry = int(time.time()) + self.build_seconds
         for keypair in order:
             account = keypair.public_key
             if int(await self._take(keys=[self._lease_key(account)], args=[token, expiry])):

@@ -52,6 +52,16 @@ TERMINAL_STATES = frozenset(
 )
 
 
+class SagaTimeouts(BaseModel):
+    """The loan workflow's activity bounds, from settings (the starter sends them with the loan,
+    so a workflow reads no configuration). The defaults are the bounds of loans started before
+    they were settings: their histories replay as they ran."""
+
+    open_step_seconds: float = 10.0  # one attempt of an open step (assess, reserve, build)
+    open_budget_seconds: float = 30.0  # all attempts of one open step; then the open fails
+    obligation_attempt_seconds: float = 15.0  # one attempt of commit / release (retried)
+
+
 class LoanInput(BaseModel):
     """Workflow start argument of `LoanWorkflow` (workflow id `loan-<loan_id>`)."""
 
@@ -65,6 +75,7 @@ class LoanInput(BaseModel):
     # start later refuse `open_deadline_passed` instead of reserving: the workflow compares it
     # with workflow.now(), so the decision replays the same. None: no deadline (older runs).
     open_deadline: datetime | None = None
+    timeouts: SagaTimeouts = Field(default_factory=SagaTimeouts)
 
 
 class OpenLoan(BaseModel):

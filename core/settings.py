@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # reservation not acknowledged in time is released and never offered.
     redis_min_replicas: int = 0
     redis_replica_timeout_ms: int = 1000
+    # Bound of one Redis command (socket read, connect, waiting for a pooled connection).
+    redis_timeout_seconds: float = 5.0
 
     # Temporal.
     temporal_address: str = "127.0.0.1:7233"
@@ -47,6 +49,15 @@ class Settings(BaseSettings):
     # idle worker re-polls when its long poll ends (the server holds it up to 60 s), so less
     # than ~70 s would call an idle worker missing.
     worker_poll_staleness_seconds: float = 75.0
+    # Bound of the API's Temporal RPCs that answer from the server alone (query, signal,
+    # describe); the open's update waits for the workflow and has its own bound.
+    temporal_rpc_timeout_seconds: float = 5.0
+    # The loan workflow's activity bounds (sent with each loan: core.models.SagaTimeouts): one
+    # attempt of an open step, all attempts of one (then the open fails: 503 loan_open_failed),
+    # one attempt of a commit / release (retried until it succeeds).
+    open_step_timeout_seconds: float = 10.0
+    open_budget_seconds: float = 30.0
+    obligation_attempt_timeout_seconds: float = 15.0
 
     # Chain (Soroban RPC; the local devnet by default).
     rpc_url: str = "http://127.0.0.1:8000/rpc"
@@ -54,6 +65,9 @@ class Settings(BaseSettings):
     # Pool contract id -> creditline contract id. The pool contract id is the API's pool_id.
     pools: dict[str, str] = Field(default_factory=dict)
     base_fee: int = 100
+    # Bound of one Soroban RPC call (stellar-sdk's own default is ~33 s for a POST): under an
+    # open step's attempt, and what `submit` makes its caller wait at most when the RPC stalls.
+    rpc_timeout_seconds: float = 5.0
 
     # Funding (docs/funding.md): `source_account`, the borrower's own transaction signed by the
     # borrower; `sponsored`, the borrower signs only the create_loan authorization entry and a

@@ -62,8 +62,10 @@ def connect_redis(
     cluster: bool = False,
     sentinels: str = "",
     sentinel_service: str = "",
+    timeout: float = SOCKET_TIMEOUT,
 ) -> RedisClient:
-    """A client with decode_responses=True (as every module here expects) that owns its pool."""
+    """A client with decode_responses=True (as every module here expects) that owns its pool.
+    `timeout` bounds each command's socket wait and the wait for a pooled connection."""
     if cluster and sentinels:
         raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS are exclusive")
     if cluster:
@@ -71,7 +73,8 @@ def connect_redis(
             url,
             decode_responses=True,
             max_connections=max_connections,
-            socket_timeout=SOCKET_TIMEOUT,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
     if sentinels:
         if not sentinel_service:
@@ -81,8 +84,8 @@ def connect_redis(
         sentinel = Sentinel(
             parse_sentinels(sentinels),
             sentinel_kwargs={"socket_timeout": 2.0, "socket_connect_timeout": 2.0},
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=2.0,
+            socket_timeout=timeout,
+            socket_connect_timeout=min(timeout, 2.0),
         )
         client: aioredis.Redis = sentinel.master_for(
             sentinel_service,
@@ -95,7 +98,12 @@ def connect_redis(
         )
         return client
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, decode_responses=True, max_connections=max_connections, timeout=wait_timeout
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        timeout=min(wait_timeout, timeout),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
     )
     return aioredis.Redis.from_pool(pool)
 

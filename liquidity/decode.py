@@ -12,6 +12,7 @@ from liquidity.types import (
     AlreadyTerminal,
     AuditEntry,
     BlockedEntry,
+    BlockReason,
     BorrowerLimitExceeded,
     CommitResult,
     Frozen,
@@ -137,21 +138,33 @@ def audit_entry(entry_id: str, f: Mapping[str, str]) -> AuditEntry:
     )
 
 
+def _figure(f: Mapping[str, str], name: str, positional: str) -> int:
+    """A refusal's figure by name; streams written by earlier versions of reserve.lua carry the
+    same figures positionally, as x1/x2."""
+    return int(f[name] if name in f else f[positional])
+
+
 def blocked_entry(entry_id: str, f: Mapping[str, str]) -> BlockedEntry:
-    """x1/x2 hold the figures behind the refusal: for `insufficient` headroom and need (= required
-    + buffer), so available = headroom - buffer; for `borrower_limit_exceeded` exposure and room
-    (= limit - required), so what the borrower may still take = limit - exposure."""
+    """What the borrower could have had: for `insufficient` the pool's headroom less the safety
+    buffer (need = required + buffer); for `borrower_limit_exceeded` what the borrower may still
+    take, limit - exposure (room = limit - required)."""
     required = int(f["required"])
-    available: int | None = None
-    if f["reason"] == "insufficient":
-        available = int(f["x1"]) - (int(f["x2"]) - required)
-    elif f["reason"] == "borrower_limit_exceeded":
-        available = int(f["x2"]) + required - int(f["x1"])
+    reason = BlockReason(f["reason"])
+    available: int | None
+    match reason:
+        case BlockReason.INSUFFICIENT:
+            headroom, need = _figure(f, "headroom", "x1"), _figure(f, "need", "x2")
+            available = headroom - (need - required)
+        case BlockReason.BORROWER_LIMIT_EXCEEDED:
+            exposure, room = _figure(f, "exposure", "x1"), _figure(f, "room", "x2")
+            available = room + required - exposure
+        case BlockReason.FROZEN | BlockReason.UNKNOWN_POOL:
+            available = None
     return BlockedEntry(
         id=entry_id,
         loan_id=f["loan"],
         borrower=f["borrower"],
-        reason=f["reason"],
+        reason=reason,
         required=required,
         available=available,
         shortage=None if available is None else required - available,

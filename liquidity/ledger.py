@@ -244,11 +244,11 @@ class Ledger:
         no single call blocks Redis for long."""
         released: list[str] = []
         while True:
-            batch: list[str] = await self._mutate(
+            batch, more = await self._mutate(
                 self._scripts.sweep, self._k(pool_id), [self._retention]
             )
             released.extend(batch)
-            if len(batch) < 1000:  # SWEEP_LIMIT in _lib.lua
+            if not more:
                 return released
 
     async def apply_snapshot(

@@ -4,6 +4,7 @@ Amounts are integer stroops; times are milliseconds since the Unix epoch taken f
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel
@@ -132,11 +133,20 @@ class AuditEntry(BaseModel):
     ledger: int | None = None  # chain ledger of a commit / late_commit / snapshot
 
 
+class BlockReason(StrEnum):
+    """Why the ledger refused a reservation (the blocked stream's `reason`)."""
+
+    INSUFFICIENT = "insufficient"
+    FROZEN = "frozen"
+    UNKNOWN_POOL = "unknown_pool"
+    BORROWER_LIMIT_EXCEEDED = "borrower_limit_exceeded"
+
+
 class BlockedEntry(BaseModel):
     id: str
     loan_id: str
     borrower: str
-    reason: str  # insufficient, frozen, unknown_pool, borrower_limit_exceeded
+    reason: BlockReason
     required: int
     available: int | None
     shortage: int | None

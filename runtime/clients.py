@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,6 +25,7 @@ from liquidity.lease import Lease
 from liquidity.ledger import Ledger
 from liquidity.tx_index import TxIndex
 from reconcile.reconciler import ReportStore
+from runtime.temporal_bounds import RpcTimeoutInterceptor
 
 
 def redis_client(settings: Settings, *, max_connections: int | None = None) -> RedisClient:
@@ -35,6 +37,7 @@ def redis_client(settings: Settings, *, max_connections: int | None = None) -> R
         cluster=settings.redis_cluster,
         sentinels=settings.redis_sentinels,
         sentinel_service=settings.redis_sentinel_service,
+        timeout=settings.redis_timeout_seconds,
     )
 
 
@@ -97,7 +100,12 @@ def channel_pool(settings: Settings, redis: RedisClient, chain: ChainClient) -> 
 
 
 def chain_client(settings: Settings) -> ChainClient:
-    return ChainClient(settings.rpc_url, settings.network_passphrase, base_fee=settings.base_fee)
+    return ChainClient(
+        settings.rpc_url,
+        settings.network_passphrase,
+        base_fee=settings.base_fee,
+        timeout=settings.rpc_timeout_seconds,
+    )
 
 
 async def temporal_client(settings: Settings) -> Client:
@@ -108,6 +116,10 @@ async def temporal_client(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=temporal_runtime(),
+        # query / signal / describe ... bounded (runtime/temporal_bounds.py)
+        interceptors=[
+            RpcTimeoutInterceptor(timedelta(seconds=settings.temporal_rpc_timeout_seconds))
+        ],
     )
 
 

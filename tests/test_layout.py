@@ -100,3 +100,21 @@ def test_entry_points_hold_only_main() -> None:
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
         ]
         assert defined == ["main"], f"{entry} defines {defined}"
+
+
+def test_one_home_for_the_unit_and_the_free_port() -> None:
+    """`UNIT` (stroops per token unit) lives in core.money and `free_port` in core.net
+    (re-exported by tools.procs); a copy elsewhere would drift."""
+    homes = {"UNIT": "core/money.py", "free_port": "core/net.py"}
+    trees = [*PACKAGES, "tools", "tests", "bench"]
+    found: dict[str, list[str]] = {name: [] for name in homes}
+    for path in [p for top in trees for p in sorted((ROOT / top).rglob("*.py"))]:
+        for node in ast.parse(path.read_text(), str(path)).body:
+            names: list[str] = []
+            if isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.FunctionDef):
+                names = [node.name]
+            for name in set(names) & set(homes):
+                found[name].append(str(path.relative_to(ROOT)))
+    assert found == {name: [home] for name, home in homes.items()}, found

@@ -13,10 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from core.net import free_port, port_is_free
 
-__all__ = ["Child", "Supervisor", "free_port", "port_is_free", "stop", "tcp_open"]
+__all__ = [
+    "Child",
+    "Supervisor",
+    "free_port",
+    "port_is_free",
+    "stop",
+    "tcp_open",
+    "unwind_on_stop_signals",
+]
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -60,7 +69,13 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
 
     def start(
-        self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        *,
+        replacing: Child | None = None,
     ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
@@ -87,7 +102,10 @@ class Supervisor:
         )
         log.close()
         child = Child(name, proc, log_path, list(argv), dict(env), cwd)
-        self.children.append(child)
+        if replacing is None:
+            self.children.append(child)
+        else:  # in one step: whoever reads the list meets the old child or the new one
+            self.children[self.children.index(replacing)] = child
         return child
 
     def restart(self, child: Child) -> Child:
@@ -95,12 +113,7 @@ class Supervisor:
         place in the stop order; the old process must have exited."""
         if child.alive():
             raise RuntimeError(f"{child.name} (pid {child.pid}) is still running")
-        index = self.children.index(child)
-        self.children.remove(child)
-        fresh = self.start(child.name, child.argv, child.env, child.cwd)
-        self.children.remove(fresh)
-        self.children.insert(index, fresh)
-        return fresh
+        return self.start(child.name, child.argv, child.env, child.cwd, replacing=child)
 
     def wait_until(
         self, child: Child, ready: Callable[[], bool], timeout: float, what: str
@@ -145,3 +158,16 @@ def stop(child: Child, grace: float = 10.0) -> None:
         except ProcessLookupError:
             return
         child.proc.wait(timeout=5)
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def unwind_on_stop_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt in the main thread, so a launcher's `finally`
+    blocks stop the processes it started instead of orphaning them: SIGTERM is a background
+    run's only stop, and SIGINT is handled even when the launcher was started with it ignored.
+    For synchronous launchers; an asyncio process uses runtime.signals.stop_event."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)

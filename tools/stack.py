@@ -25,14 +25,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 import redis as redis_sync
 
 from core.process_exit import exit_skipping_teardown
-from tools.procs import Supervisor, free_port, tcp_open
+from tools.procs import Supervisor, free_port, tcp_open, unwind_on_stop_signals
 from tools.restart import RestartPolicy, StackLost, supervise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -433,18 +432,13 @@ def banner(values: dict[str, str], ui_url: str, api_url: str, establish: dict[st
 # ------------------------------------------------------------------ main
 
 
-def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(args: argparse.Namespace) -> int:
     RUN.mkdir(exist_ok=True)
     LOGS.mkdir(exist_ok=True)
     refuse_second_stack()
     PID_FILE.write_text(str(os.getpid()))
     sup = Supervisor(LOGS)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started with SIGINT ignored
+    unwind_on_stop_signals()
     try:
         redis_url = ensure_redis(sup)
         reset_state(redis_url)

@@ -26,7 +26,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.loan import (
@@ -34,10 +34,13 @@ with workflow.unsafe.imports_passed_through():
         BuildRequest,
         CommitRequest,
         LoanActivities,
+        ReleaseCause,
+        ReleaseReason,
         ReleaseRequest,
         ReserveRequest,
         WatchRequest,
     )
+    from chain.types import FailureReason
     from core.models import (
         TERMINAL_STATES,
         Cancel,
@@ -67,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
     from .loan_memo import initial_view, memo_fields
+    from .activity_failures import ACTIVITY_FAILURES, failure_text
     from .search_attributes import (
         AMOUNT_STROOPS,
         BORROWER,
@@ -87,17 +91,17 @@ _STATE_WORDS = {
 # workflow.patched id of the memo writes (the view recorded for reads without a worker).
 _MEMO_PATCH = "loan-view-memo"
 
-# Open steps: bounded, because a caller is waiting on the HTTP request.
+# Open steps: bounded (LoanInput.timeouts, from settings), because a caller is waiting on the
+# HTTP request.
 _OPEN_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=2)
 )
-_OPEN_START_TO_CLOSE = timedelta(seconds=10)
-_OPEN_SCHEDULE_TO_CLOSE = timedelta(seconds=30)
-# Obligations (commit / release): retried until they succeed.
+# Bounds of the submission watch and the post-expiry chain check (not caller-facing).
+_WATCH_START_TO_CLOSE = timedelta(seconds=10)
+# Obligations (commit / release): retried until they succeed, each attempt bounded.
 _OBLIGATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
-_OBLIGATION_START_TO_CLOSE = timedelta(seconds=15)
 # The post-expiry chain check gives up after a while: by then the transaction cannot land any more.
 _CHECK_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
 
@@ -129,6 +133,10 @@ class LoanWorkflow:
         }
         # Likewise the memo (workflows/loan_memo.py): the starter records the initial view.
         self._memoized: dict[str, Any] = dict(workflow.memo())
+        bounds = loan.timeouts
+        self._open_step = timedelta(seconds=bounds.open_step_seconds)
+        self._open_budget = timedelta(seconds=bounds.open_budget_seconds)
+        self._obligation_attempt = timedelta(seconds=bounds.obligation_attempt_seconds)
 
     # ---- run ---------------------------------------------------------------------------------
 
@@ -144,7 +152,9 @@ class LoanWorkflow:
             if self._open_error is None and self._offer is None and self._refusal is None:
                 self._open_error = "the loan was cancelled while opening"
             if self._reserve_attempted and self._view.state not in TERMINAL_STATES:
-                await self._release("cancelled", LoanState.CANCELLED, "workflow cancelled")
+                await self._release(
+                    ReleaseReason(ReleaseCause.CANCELLED), LoanState.CANCELLED, "workflow cancelled"
+                )
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -159,8 +169,8 @@ class LoanWorkflow:
             assessment = await workflow.execute_local_activity_method(
                 LoanActivities.assess,
                 AssessRequest(terms=terms),
-                start_to_close_timeout=_OPEN_START_TO_CLOSE,
-                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                start_to_close_timeout=self._open_step,
+                schedule_to_close_timeout=self._open_budget,
                 retry_policy=_OPEN_RETRY,
             )
             if assessment.reasons:
@@ -182,8 +192,8 @@ class LoanWorkflow:
                     amount=terms.funded_amount,
                     ttl_seconds=loan.ttl_seconds,
                 ),
-                start_to_close_timeout=_OPEN_START_TO_CLOSE,
-                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                start_to_close_timeout=self._open_step,
+                schedule_to_close_timeout=self._open_budget,
                 retry_policy=_OPEN_RETRY,
             )
             reserved = outcome.result
@@ -201,17 +211,20 @@ class LoanWorkflow:
                     terms=terms,
                     max_time=reserved.expires_at_ms // 1000,
                 ),
-                start_to_close_timeout=_OPEN_START_TO_CLOSE,
-                schedule_to_close_timeout=_OPEN_SCHEDULE_TO_CLOSE,
+                start_to_close_timeout=self._open_step,
+                schedule_to_close_timeout=self._open_budget,
                 retry_policy=_OPEN_RETRY,
             )
             if built.funding is None and built.sponsored is None:
-                await self._release("build_refused", None, "funding transaction not built")
-                code: RefusalCode = (
-                    "insufficient_liquidity"
-                    if built.refusal_reason == "insufficient_liquidity"
-                    else "credit_declined"
+                await self._release(
+                    ReleaseReason(ReleaseCause.BUILD_REFUSED), None, "funding transaction not built"
                 )
+                code: RefusalCode
+                match built.refusal_reason:
+                    case FailureReason.INSUFFICIENT_LIQUIDITY:
+                        code = "insufficient_liquidity"
+                    case _:  # the contract's other checks, the saga's own (BuildRefusal)
+                        code = "credit_declined"
                 reason = f"the funding transaction cannot be built: {built.refusal_reason}"
                 if built.refusal_detail:
                     reason += f" ({built.refusal_detail})"
@@ -227,12 +240,14 @@ class LoanWorkflow:
                     },
                 )
                 return False
-        except ActivityError as err:
-            # An infrastructure failure outlasted the bounded open retries: give back whatever
-            # may have been reserved and fail the update, the caller may try again later.
-            self._open_error = f"the loan could not be opened: {err.cause or err}"
+        except ACTIVITY_FAILURES as err:
+            # An infrastructure failure outlasted the bounded open retries (or the loan was
+            # cancelled meanwhile): give back whatever may have been reserved and fail the
+            # update, the caller may try again later. Caught whatever form the failure takes,
+            # which differs between the first run and a replay (workflows/activity_failures.py).
+            self._open_error = f"the loan could not be opened: {failure_text(err)}"
             if self._reserve_attempted:
-                await self._release("open_failed", None, "open failed")
+                await self._release(ReleaseReason(ReleaseCause.OPEN_FAILED), None, "open failed")
             self._view.failure_reason = "unavailable"
             self._set_state(LoanState.FAILED, self._open_error)
             return False
@@ -288,13 +303,15 @@ class LoanWorkflow:
         elif isinstance(settlement, SettlementFailed):
             self._view.failure_reason = settlement.reason
             await self._release(
-                f"settlement_failed:{settlement.reason}",
+                ReleaseReason(ReleaseCause.SETTLEMENT_FAILED, settlement.reason),
                 LoanState.FAILED,
                 f"transaction failed on chain: {settlement.reason} {settlement.detail}".strip(),
             )
         else:
             assert self._cancel is not None
-            await self._release("cancelled", LoanState.CANCELLED, self._cancel.reason)
+            await self._release(
+                ReleaseReason(ReleaseCause.CANCELLED), LoanState.CANCELLED, self._cancel.reason
+            )
 
     async def _expire(self) -> None:
         """The hold has passed, so the transaction can no longer land: ask the chain whether it
@@ -303,18 +320,20 @@ class LoanWorkflow:
         tx_hash = self._view.funding.tx_hash
         if not tx_hash:  # sponsored and never submitted: nothing can land
             await self._release(
-                "expired", LoanState.EXPIRED, "no signed entry before the hold expired"
+                ReleaseReason(ReleaseCause.EXPIRED),
+                LoanState.EXPIRED,
+                "no signed entry before the hold expired",
             )
             return
         try:
             status = await workflow.execute_activity_method(
                 LoanActivities.settlement_status,
                 tx_hash,
-                start_to_close_timeout=_OPEN_START_TO_CLOSE,
+                start_to_close_timeout=_WATCH_START_TO_CLOSE,
                 schedule_to_close_timeout=_CHECK_SCHEDULE_TO_CLOSE,
                 retry_policy=_OBLIGATION_RETRY,
             )
-        except ActivityError:
+        except ACTIVITY_FAILURES:
             status = None
         if status is not None and status.status == "success" and status.ledger is not None:
             await self._commit(status.ledger, f"found settled in ledger {status.ledger} at expiry")
@@ -322,12 +341,16 @@ class LoanWorkflow:
         if status is not None and status.status == "failed":
             self._view.failure_reason = str(status.reason or "unknown")
             await self._release(
-                f"settlement_failed:{self._view.failure_reason}",
+                ReleaseReason(ReleaseCause.SETTLEMENT_FAILED, self._view.failure_reason),
                 LoanState.FAILED,
                 f"transaction failed on chain: {self._view.failure_reason}",
             )
             return
-        await self._release("expired", LoanState.EXPIRED, "not settled before the hold expired")
+        await self._release(
+            ReleaseReason(ReleaseCause.EXPIRED),
+            LoanState.EXPIRED,
+            "not settled before the hold expired",
+        )
 
     def _decided(self) -> bool:
         if self._settlement is not None:
@@ -346,23 +369,23 @@ class LoanWorkflow:
                 ledger=ledger,
                 submitted_at_ms=int(submitted.timestamp() * 1000) if submitted else None,
             ),
-            start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
+            start_to_close_timeout=self._obligation_attempt,
             retry_policy=_OBLIGATION_RETRY,
         )
         self._view.settled_ledger = ledger
         self._finish_counted = True  # by the commit activity, with the settlement duration
         self._set_state(LoanState.FUNDED, f"{detail}; ledger commit: {result.outcome}")
 
-    async def _release(self, reason: str, state: LoanState | None, detail: str) -> None:
+    async def _release(self, reason: ReleaseReason, state: LoanState | None, detail: str) -> None:
         result = await workflow.execute_activity_method(
             LoanActivities.release,
             ReleaseRequest(
                 pool_id=self._loan.pool_id,
                 loan_id=self._loan.loan_id,
-                reason=reason,
+                reason=reason.audit_text(),
                 finish_state=state.value if state is not None else None,
             ),
-            start_to_close_timeout=_OBLIGATION_START_TO_CLOSE,
+            start_to_close_timeout=self._obligation_attempt,
             retry_policy=_OBLIGATION_RETRY,
         )
         if result.outcome == "already_committed" or state is not None:
@@ -490,7 +513,7 @@ class LoanWorkflow:
         await workflow.execute_local_activity_method(
             LoanActivities.watch_submission,
             WatchRequest(tx_hash=signal.tx_hash, until=self._hold_until_ms // 1000 + 60),
-            start_to_close_timeout=_OPEN_START_TO_CLOSE,
+            start_to_close_timeout=_WATCH_START_TO_CLOSE,
             retry_policy=_OBLIGATION_RETRY,
         )
 

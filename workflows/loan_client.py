@@ -28,11 +28,13 @@ from core.models import (
     LoanView,
     OpenLoan,
     OpenResult,
+    SagaTimeouts,
     Settled,
     SettlementFailed,
     Submitted,
 )
 from core.money import format_stroops
+from core.settings import Settings
 
 from .loan import LoanWorkflow
 from .loan_memo import initial_view, memo_fields, view_from_memo
@@ -50,6 +52,15 @@ class LoanClosed(Exception):
 class LoanOpenFailed(Exception):
     """The open step failed for an infrastructure reason (after bounded retries); nothing stays
     reserved. A new idempotency key is needed to try again."""
+
+
+def saga_timeouts(settings: Settings) -> SagaTimeouts:
+    """The activity bounds a loan started now runs with."""
+    return SagaTimeouts(
+        open_step_seconds=settings.open_step_timeout_seconds,
+        open_budget_seconds=settings.open_budget_seconds,
+        obligation_attempt_seconds=settings.obligation_attempt_timeout_seconds,
+    )
 
 
 def loan_workflow_id(loan_id: str) -> str:

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import PoolRequest, ReconcileActivities
     from reconcile.reconciler import PoolReport
+
+    from .activity_failures import ACTIVITY_FAILURES, failure_text
 
 _RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -75,5 +76,5 @@ class ReconcileWorkflow:
                 heartbeat_timeout=_POOL_HEARTBEAT,
                 retry_policy=_RETRY,
             )
-        except ActivityError as err:
-            return str(err.cause or err)
+        except ACTIVITY_FAILURES as err:  # the same on replay (workflows/activity_failures.py)
+            return failure_text(err)

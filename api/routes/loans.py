@@ -33,9 +33,16 @@ from api.schemas import (
     SubmitRequest,
     amounts_as_decimal,
 )
+from api.transient_refusals import (
+    TRANSIENT_CODES,
+    KeyAttempts,
+    attempt_loan_id,
+    attempt_update_id,
+)
 from chain import sponsored
 from chain.envelope import decode_envelope
 from chain.errors import ChainRefusal, ChainUnavailable
+from chain.types import FailureReason
 from channels.pool import ChannelsBusy
 from core.models import (
     TERMINAL_STATES,
@@ -217,7 +224,10 @@ async def open_loan(
             {"max_ttl_seconds": svc.settings.reservation_ttl_seconds},
         )
 
-    loan_id = loan_id_for(key, caller)
+    base_loan_id = loan_id_for(key, caller)
+    attempts = KeyAttempts(svc.redis, prefix=svc.settings.ledger_prefix)
+    attempt = await attempts.current(base_loan_id)
+    loan_id = attempt_loan_id(base_loan_id, attempt, LOAN_ID_NAMESPACE)
     bind(loan_id=loan_id, pool_id=body.pool_id, workflow_id=loan_client.loan_workflow_id(loan_id))
     fingerprint = body.fingerprint()
     nonce = uuid.uuid4().hex
@@ -230,6 +240,7 @@ async def open_loan(
         terms=body.terms(),
         fingerprint=fingerprint,
         ttl_seconds=body.ttl_seconds,
+        timeouts=loan_client.saga_timeouts(svc.settings),
     )
     hold_s = (
         (body.ttl_seconds or svc.settings.reservation_ttl_seconds)
@@ -245,7 +256,7 @@ async def open_loan(
                 task_queue=svc.settings.task_queue,
                 loan=loan,
                 request=OpenLoan(fingerprint=fingerprint, request_nonce=nonce),
-                idempotency_key=key,
+                idempotency_key=attempt_update_id(key, attempt),
                 rpc_timeout=timedelta(seconds=wait_s + 1),
             )
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
@@ -298,6 +309,8 @@ async def open_loan(
         created = LoanCreated.of(result)
         return JSONResponse(created.model_dump(mode="json"), status_code=201, headers=headers)
     await svc.squatting.refused(loan_id, counted)
+    if result.code in TRANSIENT_CODES:  # not the key's answer: its next request tries afresh
+        await attempts.refused_transiently(base_loan_id, attempt)
     return _refusal_response(result, headers)
 
 
@@ -401,7 +414,7 @@ async def submit_loan(
         raise ApiError(
             503, "chain_busy", "the chain asked to retry later", {}, {"Retry-After": "2"}
         )
-    if sent.status == "error":
+    if sent.status == "error" and not await _landed_already(svc, sent.reason, tx_hash):
         reason = sent.reason.value if sent.reason else "unknown"
         status = 409 if reason in ("too_late", "bad_seq") else 422
         raise ApiError(
@@ -425,6 +438,19 @@ async def submit_loan(
     await svc.squatting.signed_or_gone(view.loan_id, view.borrower)
     fresh = await _view_or_404(svc, client, view.loan_id)
     return JSONResponse(LoanOut.of(fresh).model_dump(mode="json"), status_code=202)
+
+
+async def _landed_already(svc: Services, reason: FailureReason | None, tx_hash: str) -> bool:
+    """A bad_seq for this very transaction: an earlier relay that timed out (the RPC stalled)
+    may have reached the chain after all, its sequence is then spent by it. If it is in a
+    ledger the resend is answered as relayed; the loan follows it like any submission."""
+    if reason is not FailureReason.BAD_SEQ:
+        return False
+    try:
+        status = await svc.chain.transaction(tx_hash)
+    except ChainUnavailable:
+        return False
+    return status.status == "success"
 
 
 async def _give_up(svc: Services, client: Client, view: LoanView, reason: str) -> None:

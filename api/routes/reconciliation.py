@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep, TemporalDep, known_pool
 from api.errors import ApiError
-from api.schemas import ErrorOut
-from core.money import format_stroops
+from api.schemas import ErrorOut, amounts_as_decimal
 from reconcile.reconciler import PoolReport
 from workflows.reconcile_client import reconcile_now
 
@@ -21,40 +20,6 @@ pools_router = APIRouter(prefix="/v1/pools", tags=["pools"])
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 RUN_TIMEOUT_S = 120.0
-# Report fields that hold stroops (ledger numbers, times and counts are left as integers).
-AMOUNT_KEYS = frozenset(
-    {
-        "total",
-        "locked",
-        "available",
-        "amount",
-        "locked_delta",
-        "total_delta",
-        "funded_ours",
-        "funded_external",
-        "repaid",
-        "interest",
-        "deposited",
-        "withdrawn",
-        "unexplained_locked",
-        "unexplained_total",
-        "reserved",
-        "overcommit",
-    }
-)
-
-
-def _decimal(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: format_stroops(v)
-            if k in AMOUNT_KEYS and isinstance(v, int) and not isinstance(v, bool)
-            else _decimal(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_decimal(v) for v in value]
-    return value
 
 
 class ChainFiguresOut(BaseModel):
@@ -113,7 +78,7 @@ class ReconciliationOut(BaseModel):
 
     @classmethod
     def of(cls, report: PoolReport) -> ReconciliationOut:
-        return cls.model_validate(_decimal(report.model_dump(mode="json")))
+        return cls.model_validate(amounts_as_decimal(report.model_dump(mode="json")))
 
 
 class ReconcileIn(BaseModel):

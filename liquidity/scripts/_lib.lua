@@ -116,12 +116,14 @@ local function audit(now, action, loan, amount, before, after, reason, alarm, le
     'ra', after or '', 'reason', reason or '', 'alarm', a, 'at', fmt(now), 'ledger', ledger or '')
 end
 
--- A refusal: x1/x2 are the figures behind it (headroom and need = amount + buffer, or exposure
--- and room = limit - amount); the reader derives available/shortage from them exactly, in Python.
-local function block(now, loan, borrower, reason, required, x1, x2)
-  redis.call('XADD', K_BLOCKED, 'MAXLEN', '~', BLOCKED_MAXLEN, '*',
-    'loan', loan, 'borrower', borrower, 'reason', reason, 'required', required,
-    'x1', x1 or '', 'x2', x2 or '', 'at', fmt(now))
+-- A refusal, with the figures behind it as named fields (`figures`: name, value, ...): for
+-- 'insufficient' headroom and need (= amount + buffer), for 'borrower_limit_exceeded' exposure
+-- and room (= limit - amount); the reader derives available/shortage from them exactly, in Python.
+local function block(now, loan, borrower, reason, required, figures)
+  local fields = {'loan', loan, 'borrower', borrower, 'reason', reason, 'required', required,
+    'at', fmt(now)}
+  for _, v in ipairs(figures or {}) do fields[#fields + 1] = v end
+  redis.call('XADD', K_BLOCKED, 'MAXLEN', '~', BLOCKED_MAXLEN, '*', unpack(fields))
 end
 
 -- Removes an active reservation and gives its amount back to the headroom.

@@ -17,7 +17,7 @@ if epoch ~= '' and redis.call('HGET', K_STATE, 'known') == '1'
   redis.call('HSET', K_STATE, 'known', '0')
   audit(now, 'suspect', nil, nil, nil, nil, 'replication id changed (now ' .. epoch .. ')', true,
     nil)
-  block(now, loan, borrower, 'unknown_pool', amount, nil, nil)
+  block(now, loan, borrower, 'unknown_pool', amount)
   return 'unknown_pool|failover'
 end
 sweep(now, retention)
@@ -38,21 +38,21 @@ end
 
 local st = redis.call('HMGET', K_STATE, 'known', 'frozen', 'frozen_reason', 'headroom')
 if st[1] ~= '1' then
-  block(now, loan, borrower, 'unknown_pool', amount, nil, nil)
+  block(now, loan, borrower, 'unknown_pool', amount)
   return 'unknown_pool'
 end
 if st[2] == '1' then
-  block(now, loan, borrower, 'frozen', amount, nil, nil)
+  block(now, loan, borrower, 'frozen', amount)
   return 'frozen|' .. (st[3] or '')
 end
 local headroom = st[4] or '0'
 if cmp(headroom, need) < 0 then
-  block(now, loan, borrower, 'insufficient', amount, headroom, need)
+  block(now, loan, borrower, 'insufficient', amount, {'headroom', headroom, 'need', need})
   return 'insufficient|' .. headroom
 end
 local exposure = hget0(K_BEXP, borrower)
 if cmp(exposure, room) > 0 then
-  block(now, loan, borrower, 'borrower_limit_exceeded', amount, exposure, room)
+  block(now, loan, borrower, 'borrower_limit_exceeded', amount, {'exposure', exposure, 'room', room})
   return 'borrower_limit|' .. exposure
 end
 

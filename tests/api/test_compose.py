@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,13 @@ def test_app_services_depend_on_init_and_use_known_settings() -> None:
 
 
 def test_dockerfile_copies_what_the_commands_need() -> None:
+    """Every product package (pyproject's list: a new one cannot be forgotten here), the devnet,
+    tools and the entry points."""
     dockerfile = (ROOT / "Dockerfile").read_text()
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in shipped["packages"]["find"]["include"]:
+        name = package.rstrip("*")
+        assert f"COPY {name} ./{name}" in dockerfile, name
     for path in (
         "core",
         "liquidity",

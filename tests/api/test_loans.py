@@ -213,6 +213,35 @@ async def test_pool_unknown_to_the_ledger_is_503(
     assert (await liquidity(http, deployed.pool_id))["known"] is False
 
 
+async def test_pool_unknown_is_not_the_idempotent_result(
+    http: httpx.AsyncClient, saga_stack: Any, deploy_pool: Any, new_borrower: Any
+) -> None:
+    """pool_unknown is transient (Retry-After): a retry with the same key once the ledger
+    knows the pool again gets the real answer, and from then on that answer is the key's."""
+    deployed = await deploy_pool(liquidity=100 * UNIT)
+    borrower, vendor = await new_borrower(deployed), await new_borrower()
+    saga_stack.settings.pools[deployed.pool_id] = deployed.creditline_id  # not yet established
+    body = loan_body(deployed.pool_id, borrower.public_key, vendor.public_key)
+    headers = key()
+    for _ in range(2):  # still unknown: refused again, never a stored refusal
+        refused = await http.post("/v1/loans", json=body, headers=headers)
+        assert_error(refused, 503, "pool_unknown")
+        assert refused.headers["retry-after"]
+
+    await saga_stack.add_pool(deployed)  # the reconciler establishes it
+    opened = await http.post("/v1/loans", json=body, headers=headers)
+    assert opened.status_code == 201, opened.text
+    assert "idempotent-replayed" not in opened.headers
+    again = await http.post("/v1/loans", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["loan_id"] == opened.json()["loan_id"]
+    figures = await liquidity(http, deployed.pool_id)
+    assert stroops(figures["reserved"]) == 80 * UNIT  # one reservation for the key
+    other = await http.post("/v1/loans", json={**body, "total_amount": "101"}, headers=headers)
+    assert_error(other, 422, "idempotency_key_reused")
+
+
 async def test_submit_relays_a_signed_envelope_and_the_loan_funds(
     http: httpx.AsyncClient, pool: Pool, api_server: Any
 ) -> None:

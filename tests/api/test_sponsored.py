@@ -6,6 +6,7 @@ stellar-sdk's `authorize_entry`; a channel account pays, sequences and signs."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -151,8 +152,10 @@ async def test_borrower_signs_the_entry_and_the_loan_funds(sponsored: Sponsored)
     assert creds is not None and creds.signature.type == sx.SCValType.SCV_VOID  # unsigned
     assert creds.signature_expiration_ledger.uint32 == funding["valid_until_ledger"]
     latest = await sponsored.stack.chain.latest_ledger()
-    ttl = sponsored.stack.settings.reservation_ttl_seconds
-    assert latest < funding["valid_until_ledger"] <= latest + ttl / LEDGER_INTERVAL
+    # the ledgers that close before expires_at at the nominal rate, less one: counted from the
+    # simulation's ledger, whose close time (whole seconds) is at most ~2 s before now
+    left = (funding["expires_at"] - time.time() + 2) / LEDGER_INTERVAL
+    assert latest < funding["valid_until_ledger"] <= latest + left - 1
     resp = await sponsored.submit(created["loan_id"], sponsored.sign(created, borrower))
     assert resp.status_code == 202, resp.text
     tx_hash = resp.json()["funding"]["tx_hash"]
@@ -319,16 +322,25 @@ async def test_twenty_borrowers_over_four_channels_all_fund(sponsored: Sponsored
     stats = await sponsored.stack.chain.pool_stats(pool.pool_id)
     assert stats.locked_liquidity == 20 * 80 * UNIT
     sources = set()
+    per_tx_source = []
     for h in hashes:
         from stellar_sdk import TransactionEnvelope
 
         got = await sponsored.stack.chain._server.get_transaction(h)
+        per_tx_source.append(
+            TransactionEnvelope.from_xdr(
+                got.envelope_xdr, sponsored.devnet.passphrase
+            ).transaction.source.account_id
+        )
         sources.add(
             TransactionEnvelope.from_xdr(
                 got.envelope_xdr, sponsored.devnet.passphrase
             ).transaction.source.account_id
         )
     assert sources <= {c.public_key for c in sponsored.channels} and len(sources) > 1
+    # one transaction in flight per channel: no channel has two in one ledger
+    placed = [(source, st.ledger) for source, st in zip(per_tx_source, statuses, strict=True)]
+    assert len(set(placed)) == 20, placed
 
 
 async def test_a_channel_knocked_out_of_step_recovers(sponsored: Sponsored) -> None:
@@ -382,3 +394,79 @@ async def test_stepfi_refusals_hold_in_sponsored_mode(sponsored: Sponsored) -> N
     assert details["reason"] == "insufficient_reputation", details
     assert "auth_entry" not in resp.text
     assert await sponsored.reserved(pool) == ("0", 0)
+
+
+async def test_try_again_later_is_waited_out(sponsored: Sponsored) -> None:
+    """The RPC answers TRY_AGAIN_LATER twice (a congested queue): the submit backs off, retries
+    and the loan funds; the borrower sees only the 202."""
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    created = await sponsored.open(pool, borrower)
+    signed = sponsored.sign(created, borrower)
+    await devnet_call(sponsored.devnet.rpc_url, "devnet_tryAgainLater", {"count": 2})
+    try:
+        resp = await sponsored.submit(created["loan_id"], signed)
+    finally:
+        await devnet_call(sponsored.devnet.rpc_url, "devnet_tryAgainLater", {"count": 0})
+    assert resp.status_code == 202, resp.text
+    view = await wait_state(sponsored.http, created["loan_id"], {"funded", "failed"})
+    assert view["state"] == "funded", view
+
+
+async def test_no_free_channel_is_503_and_the_reservation_stays(sponsored: Sponsored) -> None:
+    """Every channel leased (as by four transactions in flight): the submit answers 503
+    channels_busy with Retry-After, nothing is sent and the loan keeps its reservation; once a
+    channel is free the same signed entry funds the loan."""
+    from channels.pool import ChannelPool
+
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    created = await sponsored.open(pool, borrower)
+    signed = sponsored.sign(created, borrower)
+    holder = ChannelPool(
+        sponsored.stack.redis,
+        sponsored.stack.chain,
+        [c.secret for c in sponsored.channels],
+        prefix=sponsored.stack.settings.ledger_prefix,
+        wait_seconds=10,
+    )
+    max_time = int(time.time()) + 60
+    leases = [await holder.acquire(max_time=max_time) for _ in sponsored.channels]
+    try:
+        resp = await sponsored.http.post(
+            f"/v1/loans/{created['loan_id']}/submit", json={"signed_auth_entry": signed}
+        )
+        assert_error(resp, 503, "channels_busy")
+        assert int(resp.headers["Retry-After"]) >= 1
+        view = (await sponsored.http.get(f"/v1/loans/{created['loan_id']}")).json()
+        assert view["state"] == "reserved" and view["funding"]["tx_hash"] == "", view
+        assert await sponsored.reserved(pool) == ("80", 1)
+    finally:
+        for lease in leases:
+            await holder.release(lease)
+    resp = await sponsored.submit(created["loan_id"], signed)
+    assert resp.status_code == 202, resp.text
+    view = await wait_state(sponsored.http, created["loan_id"], {"funded", "failed"})
+    assert view["state"] == "funded", view
+
+
+async def test_a_refusal_only_the_chain_can_tell_releases_the_reservation(
+    sponsored: Sponsored,
+) -> None:
+    """The entry is the offer, signed by the borrower, but the chain's state changed since the
+    open (the borrower's score fell below StepFi's threshold): the enforcing simulation at
+    submit refuses, the API answers 422 tx_rejected with the typed reason and releases."""
+    pool = await sponsored.pool(1_000)
+    borrower = await sponsored.borrower(pool)
+    created = await sponsored.open(pool, borrower)
+    signed = sponsored.sign(created, borrower)
+    await devnet_call(
+        sponsored.devnet.rpc_url,
+        "devnet_setReputation",
+        {"user": borrower.public_key, "score": 10},
+    )
+    resp = await sponsored.submit(created["loan_id"], signed)
+    details = await _refused_and_released(
+        sponsored, pool, created["loan_id"], resp, 422, "tx_rejected"
+    )
+    assert details["reason"] == "insufficient_reputation", details

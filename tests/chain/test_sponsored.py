@@ -176,3 +176,44 @@ async def test_assembly_refuses_an_expired_entry_before_sending(
         FailureReason.BAD_AUTH,
         "Error(Auth, InvalidInput)",
     )
+
+
+async def test_cap71_address_v2_entries_are_checked_and_land(devnet, deploy_pool, chain_client):
+    """A network asked for upgraded auth records ADDRESS_V2 credentials (the preimage binds the
+    address): the same check and assembly serve them, and the devnet authenticates them."""
+    pool, borrower, channel = await _setup(devnet, deploy_pool)
+    terms = loan_terms(borrower.public_key, total=10 * UNIT, guarantee=2 * UNIT)
+    expires_at = int(time.time()) + 30
+    offer = await chain_client.offer_sponsored_entry(
+        pool.creditline_id,
+        terms,
+        sponsor=channel.public_key,
+        expires_at=expires_at,
+        ledger_seconds=LEDGER_INTERVAL,
+    )
+    legacy = sx.SorobanAuthorizationEntry.from_xdr(offer.auth_entry)
+    v2 = sx.SorobanAuthorizationEntry(
+        sx.SorobanCredentials(
+            sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS_V2,
+            address_v2=legacy.credentials.address,
+        ),
+        legacy.root_invocation,
+    )
+    offered_v2 = v2.to_xdr()
+    signed_v2 = authorize_entry(
+        offered_v2, borrower, offer.valid_until_ledger, devnet.passphrase
+    ).to_xdr()
+    # a V2 signature is not a signature of the legacy offer, nor the other way round
+    with pytest.raises(sponsored.EntryMismatch):
+        sponsored.check_signed_entry(
+            offer.auth_entry, signed_v2, borrower.public_key, devnet.passphrase
+        )
+    signed = sponsored.check_signed_entry(
+        offered_v2, signed_v2, borrower.public_key, devnet.passphrase
+    )
+    seq = await chain_client.account_sequence(channel.public_key)
+    xdr, tx_hash = await chain_client.assemble_sponsored(
+        channel=channel, sequence=seq + 1, signed_entry=signed, max_time=expires_at
+    )
+    assert (await chain_client.submit(xdr)).status == "pending"
+    assert (await wait_for_tx(chain_client, tx_hash)).status == "success"

@@ -155,3 +155,63 @@ async def test_try_again_later_is_waited_out_and_busy_is_clear(
     pool.wait_seconds = 5
     last = await pool.send(build, max_time=max_time)
     assert (await wait_for_tx(chain_client, last.tx_hash)).status == "success"
+
+
+@pytest.mark.parametrize("mode", ["mid_build", "after_submit"])
+async def test_a_holder_killed_with_its_lease_frees_the_channel(
+    devnet, deploy_pool, chain_client, redis_topology, key_prefix, mode: str
+) -> None:
+    """A real process leases the only channel and is SIGKILLed by PID: mid-build (no
+    transaction: its lease expires after build_seconds) or with its transaction in flight (the
+    channel is freed once that transaction is final). Another client then gets the channel and
+    its transaction lands on the next sequence."""
+    import os
+    import signal
+    import sys
+
+    kind, url = redis_topology
+    pool_contract = await deploy_pool(liquidity=0)
+    (channel,) = await _channels(devnet, 1)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.channels.crashing_holder",
+        url,
+        kind,
+        key_prefix,
+        devnet.rpc_url,
+        devnet.passphrase,
+        channel.secret,
+        pool_contract.pool_id,
+        mode,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        line = (await asyncio.wait_for(child.stdout.readline(), 30)).decode()
+        assert line.startswith("BUILDING" if mode == "mid_build" else "SENT"), line
+        os.kill(child.pid, signal.SIGKILL)
+        await asyncio.wait_for(child.wait(), 10)
+    finally:
+        if child.returncode is None:
+            os.kill(child.pid, signal.SIGKILL)
+            await child.wait()
+    redis = client_for(redis_topology)
+    try:
+        await redis.ping()
+        pool = ChannelPool(redis, chain_client, [channel.secret], prefix=key_prefix, wait_seconds=0)
+        if mode == "mid_build":  # the dead holder's lease stands until its build time is up
+            with pytest.raises(ChannelsBusy):
+                await pool.send(_builder(devnet, pool_contract.pool_id), max_time=0)
+        pool.wait_seconds = 20
+        if mode == "after_submit":  # the dead holder's transaction still lands
+            first = await wait_for_tx(chain_client, line.split()[1], 15)
+            assert first.status == "success"
+        before = await chain_client.account_sequence(channel.public_key)
+        sent = await pool.send(
+            _builder(devnet, pool_contract.pool_id), max_time=int(time.time()) + 60
+        )
+        assert (await wait_for_tx(chain_client, sent.tx_hash)).status == "success"
+        assert sent.sequence == before + 1
+    finally:
+        await redis.aclose()

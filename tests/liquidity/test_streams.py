@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
+
 from liquidity import Ledger
+from liquidity.types import BlockReason
 from tests.liquidity.conftest import BIG, establish
 
 
@@ -39,3 +42,37 @@ async def test_blocked_records_every_refusal(ledger: Ledger, pool: str) -> None:
     ]
     older = await ledger.blocked(pool, count=2, before=entries[1].id)
     assert [e.loan_id for e in older] == ["I", "U"]
+
+
+async def test_blocked_figures_from_named_and_positional_fields(
+    ledger: Ledger, pool: str, redis_client: aioredis.Redis
+) -> None:
+    """What a refused borrower could have had, from the named figures reserve.lua writes and
+    from the positional x1/x2 that entries written by earlier versions still carry."""
+    await establish(ledger, pool, 100)
+    await ledger.reserve(pool, "I", "alice", 101, ttl_ms=60_000, borrower_limit=BIG)
+    await ledger.reserve(pool, "B", "bob", 50, ttl_ms=60_000, borrower_limit=10)
+    stream = ledger.keys(pool).blocked
+    for loan, reason, x1, x2 in (
+        ("OI", "insufficient", 100, 101),
+        ("OB", "borrower_limit_exceeded", 0, -40),
+    ):
+        await redis_client.xadd(
+            stream,
+            {
+                "loan": loan,
+                "borrower": "carol",
+                "reason": reason,
+                "required": "50" if loan == "OB" else "101",
+                "x1": str(x1),
+                "x2": str(x2),
+                "at": "1",
+            },
+        )
+    figures = {e.loan_id: (e.reason, e.available, e.shortage) for e in await ledger.blocked(pool)}
+    assert figures == {
+        "I": (BlockReason.INSUFFICIENT, 100, 1),
+        "OI": (BlockReason.INSUFFICIENT, 100, 1),
+        "B": (BlockReason.BORROWER_LIMIT_EXCEEDED, 10, 40),
+        "OB": (BlockReason.BORROWER_LIMIT_EXCEEDED, 10, 40),
+    }

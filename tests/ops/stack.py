@@ -97,19 +97,21 @@ async def _wait(what: str, probe: Any, within: float, procs: dict[str, Proc]) ->
 
 
 async def prepare_ops_stack(
-    temporal_env: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
+    temporal: Any, devnet: Any, redis: Any, pool: Any, **overrides: Any
 ) -> OpsStack:
     """Settings for api, worker and watcher of `pool` (already deployed; established in the
     ledger here) on a private prefix, task queue and free ports, and an API key of every scope:
-    everything but the processes, for a test that starts them its own way."""
+    everything but the processes, for a test that starts them its own way. `temporal` is the
+    session's WorkflowEnvironment or a Client of another server (the processes get its address)."""
     from api.auth.keys import ApiKeyStore
     from api.auth.principal import SCOPES
-    from liquidity.ledger import Ledger
     from reconcile.reconciler import establish_pool
+    from runtime import clients
 
     prefix = f"test-ops-{uuid.uuid4().hex[:10]}"
+    client = getattr(temporal, "client", temporal)
     settings = stack_settings(
-        temporal_env.client.service_client.config.target_host,
+        client.service_client.config.target_host,
         devnet,
         prefix=prefix,
         task_queue=f"ops-{uuid.uuid4().hex[:8]}",
@@ -126,11 +128,9 @@ async def prepare_ops_stack(
     for name, value in overrides.items():
         setattr(settings, name, value)
 
-    from chain.client import ChainClient
-
-    chain = ChainClient(settings.rpc_url, settings.network_passphrase)
+    chain = clients.chain_client(settings)
     try:
-        await establish_pool(Ledger(redis, prefix=prefix), chain, pool.pool_id)
+        await establish_pool(clients.ledger(settings, redis), chain, pool.pool_id)
     finally:
         await chain.close()
 

@@ -20,6 +20,7 @@ from core.models import (
     LoanView,
     OpenLoan,
     OpenResult,
+    SagaTimeouts,
 )
 from workflows.loan_client import loan_view, open_loan
 
@@ -51,6 +52,7 @@ async def open_test_loan(
     terms: LoanTerms,
     ttl_seconds: int | None = None,
     loan_id: str | None = None,
+    timeouts: SagaTimeouts | None = None,
 ) -> tuple[str, OpenResult]:
     loan_id = loan_id or uuid.uuid4().hex
     fingerprint = f"fp-{loan_id}"
@@ -64,6 +66,7 @@ async def open_test_loan(
             terms=terms,
             fingerprint=fingerprint,
             ttl_seconds=ttl_seconds,
+            timeouts=timeouts or SagaTimeouts(),
         ),
         request=OpenLoan(fingerprint=fingerprint, request_nonce=uuid.uuid4().hex),
         idempotency_key=f"key-{loan_id}",

@@ -154,7 +154,7 @@ async def test_standby_watcher_takes_over_when_the_active_one_dies(
     iso.spawn("worker.py")
     watchers = {name: iso.spawn("watcher.py", WATCHER_ID=name) for name in ("w-a", "w-b")}
     lease_key = f"{iso.settings.ledger_prefix}:watcher:lease"
-    for _ in range(100):
+    for _ in range(600):  # both processes import and start first: slow on a loaded machine
         active = await stack.redis.get(lease_key)
         if active:
             break
