@@ -69,8 +69,8 @@ with workflow.unsafe.imports_passed_through():
         UnknownPool,
     )
 
-    from .loan_memo import initial_view, memo_fields
     from .activity_failures import ACTIVITY_FAILURES, failure_text
+    from .loan_memo import initial_view, memo_fields
     from .search_attributes import (
         AMOUNT_STROOPS,
         BORROWER,
