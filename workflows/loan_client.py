@@ -7,7 +7,7 @@ callers never depend on which Temporal call raised what.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -184,9 +184,10 @@ async def recorded_view(
     Describe (served by the Temporal server alone) gives the view the workflow recorded in its
     memo (workflows/loan_memo.py) at its last completed workflow task. When the server says a
     workflow task is pending (a signal not yet handled, e.g. the cancel just sent), the memo
-    may be one step behind, so a query, which waits for that task, is tried for `fresh_wait`;
-    if no worker answers in time, the recorded view is the answer. A run started before the
-    memo existed is queried (that needs a worker)."""
+    may be one step behind: if the task is fresh (scheduled less than 2 x `fresh_wait` ago, by
+    this host's clock) a query, which waits for it, is tried for `fresh_wait`; if no worker
+    answers in time, or the task is older, the recorded view is the answer. A run started
+    before the memo existed is queried (that needs a worker)."""
     handle = loan_handle(client, loan_id)
     try:
         description = await handle.describe(rpc_timeout=rpc_timeout)
@@ -197,13 +198,26 @@ async def recorded_view(
     view = view_from_memo(await description.memo())
     if view is None:
         return await handle.query(LoanWorkflow.status, rpc_timeout=rpc_timeout)
-    pending = description.raw_description.HasField("pending_workflow_task")
-    if pending and fresh_wait is not None and fresh_wait > timedelta(0):
+    if _fresh_task_pending(description.raw_description, fresh_wait):
         try:
             return await handle.query(LoanWorkflow.status, rpc_timeout=fresh_wait)
         except (RPCError, WorkflowQueryFailedError):
             pass  # no worker answered in time: the state as last recorded
     return view
+
+
+def _fresh_task_pending(raw: Any, fresh_wait: timedelta | None) -> bool:
+    """A workflow task pending since less than twice `fresh_wait`: a signal just sent that a
+    live worker is about to handle. One pending longer is not being handled (no worker, or a
+    paused one): a query would only wait, so the recorded view answers at once."""
+    if (
+        fresh_wait is None
+        or fresh_wait <= timedelta(0)
+        or not raw.HasField("pending_workflow_task")
+    ):
+        return False
+    scheduled = raw.pending_workflow_task.scheduled_time.ToDatetime(tzinfo=UTC)
+    return bool(datetime.now(UTC) - scheduled < 2 * fresh_wait)
 
 
 async def _signal_error(client: Client, loan_id: str, exc: RPCError) -> Exception:
